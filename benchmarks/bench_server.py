@@ -1,0 +1,492 @@
+"""send() → loopback client: sse_widget against peers, all in one run, one client program.
+
+Servers measured (each in this process, fed by a Python loop calling ``send(str)``):
+
+- **raw ceiling**: a thread ``sendall``-ing batches of pre-encoded events (the producer
+  encodes ``data: …\\n\\n`` and appends; nothing else). No ids, no history, no HTTP framework.
+- **naive tornado**: the seed's pattern: one ``add_callback`` per send, then write + flush per
+  event.
+- **sse-starlette**: sse-starlette's ``EventSourceResponse`` on uvicorn in a thread, fed
+  through ``call_soon_threadsafe`` into a per-client asyncio queue.
+- **sse_widget**: ``EventStream.send`` and the kernel event server.
+- **bare tornado** (reference, not a peer): a coalescing Tornado handler with no ids, no
+  history and no encoding beyond ``data:`` framing — the floor a Tornado server can reach.
+
+The client is ``_sse_client.py`` in a separate process for every server.
+Run: ``python benchmarks/bench_server.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import pathlib
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent
+CLIENT = ROOT / "_sse_client.py"
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+class RawCeiling:
+    name = "raw ceiling"
+
+    def __init__(self) -> None:
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.path = "/"
+        self.clients: list[socket.socket] = []
+        self.buf: list[bytes] = []
+        self.cv = threading.Condition()
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += c.recv(4096)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+            with self.cv:
+                self.clients.append(c)
+
+    def _pump(self) -> None:
+        while not self.stopping:
+            with self.cv:
+                while not self.buf and not self.stopping:
+                    self.cv.wait(0.05)
+                batch, self.buf = self.buf, []
+                clients = list(self.clients)
+            if batch:
+                data = b"".join(batch)
+                for c in clients:
+                    try:
+                        c.sendall(data)
+                    except OSError:  # that client finished and left
+                        with self.cv:
+                            self.clients.remove(c)
+
+    def send(self, s: str) -> None:
+        self.buf.append(b"data: " + s.encode() + b"\n\n")
+        if len(self.buf) == 1:
+            with self.cv:
+                self.cv.notify()
+
+    def connected(self) -> int:
+        return len(self.clients)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.lsock.close()
+        for c in self.clients:
+            c.close()
+
+
+class NaiveTornado:
+    name = "naive tornado"
+
+    def __init__(self) -> None:
+        from tornado.httpserver import HTTPServer
+        from tornado.ioloop import IOLoop
+        from tornado.netutil import bind_sockets
+        from tornado.web import Application, RequestHandler
+
+        handlers: set[Any] = set()
+        self.handlers = handlers
+
+        class H(RequestHandler):
+            async def get(self) -> None:
+                self.set_header("Content-Type", "text/event-stream")
+                self.flush()
+                handlers.add(self)
+                self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                await self.done
+
+            def on_connection_close(self) -> None:
+                handlers.discard(self)
+                if not self.done.done():
+                    self.done.set_result(None)
+
+        ready = threading.Event()
+
+        def run() -> None:
+            async def main() -> None:
+                self.loop = IOLoop.current()
+                socks = bind_sockets(0, "127.0.0.1")
+                HTTPServer(Application([(r"/", H)])).add_sockets(socks)
+                self.port = socks[0].getsockname()[1]
+                ready.set()
+                await asyncio.Event().wait()
+
+            asyncio.run(main())
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait()
+        self.path = "/"
+
+    def _write(self, s: str) -> None:
+        for h in self.handlers:
+            h.write("data: " + s + "\n\n")
+            h.flush()
+
+    def send(self, s: str) -> None:
+        self.loop.add_callback(self._write, s)
+
+    def connected(self) -> int:
+        return len(self.handlers)
+
+    def stop(self) -> None:
+        pass
+
+
+class CoalescingTornado(NaiveTornado):
+    """Reference only: the least a Tornado handler can do (append; one write per batch)."""
+
+    name = "bare tornado"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buf: list[str] = []
+        self.scheduled = False
+
+    def _flush_all(self) -> None:
+        # Reset the flag before taking the batch, and take it by slicing (a producer may
+        # append meanwhile), so no event is ever left behind.
+        self.scheduled = False
+        n = len(self.buf)
+        data = "".join(self.buf[:n])
+        del self.buf[:n]
+        for h in self.handlers:
+            h.write(data)
+            h.flush()
+
+    def send(self, s: str) -> None:
+        self.buf.append("data: " + s + "\n\n")
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.add_callback(self._flush_all)
+
+
+class SseStarlette:
+    name = "sse-starlette"
+
+    def __init__(self) -> None:
+        import uvicorn
+        from sse_starlette.sse import EventSourceResponse
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        queues: set[asyncio.Queue[str]] = set()
+        self.queues = queues
+
+        async def stream(request: Any) -> Any:
+            q: asyncio.Queue[str] = asyncio.Queue()
+            queues.add(q)
+
+            async def gen() -> Any:
+                try:
+                    while True:
+                        yield {"data": await q.get()}
+                finally:
+                    queues.discard(q)
+
+            return EventSourceResponse(gen())
+
+        app = Starlette(routes=[Route("/", stream)])
+        sock = socket.create_server(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="error", lifespan="off", loop="asyncio")
+        self.server = uvicorn.Server(config)
+        ready = threading.Event()
+
+        def run() -> None:
+            async def main() -> None:
+                self.loop = asyncio.get_running_loop()
+                ready.set()
+                await self.server.serve(sockets=[sock])
+
+            asyncio.run(main())
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait()
+        self.path = "/"
+
+    def _put(self, s: str) -> None:
+        for q in self.queues:
+            q.put_nowait(s)
+
+    def send(self, s: str) -> None:
+        self.loop.call_soon_threadsafe(self._put, s)
+
+    def connected(self) -> int:
+        return len(self.queues)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+class Ours:
+    name = "sse_widget"
+
+    def __init__(self, history: int = 10_000) -> None:
+        from sse_widget import EventStream
+
+        self.stream = EventStream(history=history)
+        self.port = self.stream._server.port
+        self.path = f"/streams/{self.stream.name}?key={self.stream._server.key}"
+        self.send = self.stream.send
+
+    def connected(self) -> int:
+        return self.stream.clients
+
+    def stop(self) -> None:
+        self.stream.close()
+
+
+# -- measurements --------------------------------------------------------------------------
+
+
+def start_client(*args: object) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(CLIENT), *map(str, args)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line or "ready" not in line:
+        raise RuntimeError(f"benchmark client failed to start: {line!r}")
+    return proc
+
+
+def wait_connected(srv: Any, n: int) -> None:
+    deadline = time.monotonic() + 60
+    while srv.connected() < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{srv.name}: only {srv.connected()} of {n} clients connected")
+        time.sleep(0.01)
+    time.sleep(0.2)
+
+
+def result(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    assert proc.stdout is not None
+    out = proc.stdout.readline()
+    proc.wait(60)
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def throughput(srv: Any, n: int, clients: int = 1) -> tuple[float, int]:
+    """Events/s delivered to every client, and how many deliveries were lost."""
+    proc = start_client("fanout", "127.0.0.1", srv.port, srv.path, n, clients)
+    wait_connected(srv, clients)
+    payload = '{"i": 12345, "loss": 0.123456}'
+    send = srv.send
+    t0 = time.time()
+    for _ in range(n):
+        send(payload)
+    res = result(proc)
+    elapsed = res["end"] - t0
+    lost = sum(max(0, n - r) for r in res["received"])
+    return n * clients / elapsed, lost
+
+
+def latency(srv: Any, n: int, rate: float = 1000.0) -> tuple[float, float]:
+    proc = start_client("latency", "127.0.0.1", srv.port, srv.path, n)
+    wait_connected(srv, 1)
+    period = 1.0 / rate
+    nxt = time.perf_counter()
+    for _ in range(n):
+        while time.perf_counter() < nxt:
+            pass
+        srv.send(f"{time.time():.6f}")
+        nxt += period
+    lat = sorted(result(proc)["latencies"])
+    if len(lat) < n:
+        raise RuntimeError(f"{srv.name}: latency client got {len(lat)} of {n}")
+    return lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3
+
+
+def send_cost(send: Callable[[str], Any], n: int) -> float:
+    """Main-thread CPU µs per send() (time.thread_time: this thread only)."""
+    payload = "x" * 30
+    gc.collect()
+    t0 = time.thread_time_ns()
+    for _ in range(n):
+        send(payload)
+    return (time.thread_time_ns() - t0) / n / 1e3
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_growth(n: int) -> float:
+    srv = Ours()
+    for _ in range(20_000):
+        srv.send("warm-up")
+    time.sleep(0.5)
+    gc.collect()
+    before = rss_mb()
+    payload = '{"i": 12345, "loss": 0.123456}'
+    for _ in range(n):
+        srv.send(payload)
+    deadline = time.monotonic() + 60
+    while srv.stream._channel.total < srv.stream.count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gc.collect()
+    growth = rss_mb() - before
+    srv.stop()
+    return growth
+
+
+def fmt(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    q = args.quick
+    n_fast, n_slow = (30_000, 3_000) if q else (300_000, 30_000)
+    fan_n = 2_000 if q else 20_000
+    reps = 1 if q else args.reps
+
+    rows: dict[str, dict[str, float]] = {}
+
+    def record(name: str, key: str, value: float) -> None:
+        rows.setdefault(name, {})[key] = value
+
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; reps={reps}", flush=True)
+    # sse_widget keeps as much history as one burst here: a burst larger than the history is
+    # reported to a client as a gap, by design, and a ceiling that drops nothing is the yardstick.
+    servers: list[tuple[Callable[[], Any], int]] = [
+        (RawCeiling, n_fast),
+        (lambda: Ours(history=n_fast), n_fast),
+        (CoalescingTornado, n_fast),
+        (NaiveTornado, n_slow),
+        (SseStarlette, n_slow),
+    ]
+    for cls, n in servers:
+        rates = []
+        for _ in range(reps):
+            srv = cls()  # a fresh server each time: no earlier client or history in the way
+            rate, lost = throughput(srv, n)
+            rates.append(rate)
+            if lost:
+                print(f"  {srv.name}: lost {lost} events", flush=True)
+            srv.stop()
+        srv = cls()
+        record(srv.name, "throughput", statistics.median(rates))
+        record(srv.name, "throughput_min", min(rates))
+        record(srv.name, "throughput_max", max(rates))
+        p50, p99 = latency(srv, 500 if q else 2000)
+        record(srv.name, "p50_ms", p50)
+        record(srv.name, "p99_ms", p99)
+        print(
+            f"  {srv.name}: {fmt(rows[srv.name]['throughput'])} ev/s, p50 {p50:.2f} ms, "
+            f"p99 {p99:.2f} ms",
+            flush=True,
+        )
+        srv.stop()
+
+    # Fan-out: 100 clients, the same history rule as above.
+    for cls, n in (
+        (RawCeiling, fan_n),
+        (lambda: Ours(history=fan_n), fan_n),
+        (SseStarlette, fan_n // 10),
+    ):
+        srv = cls()
+        rate, lost = throughput(srv, n, clients=100)
+        record(srv.name, "fanout", rate)
+        record(srv.name, "fanout_lost", lost)
+        record(srv.name, "fanout_events", n)
+        print(f"  fan-out {srv.name}: {fmt(rate)} deliveries/s, lost {lost}", flush=True)
+        srv.stop()
+
+    # send() cost on the main thread, no client connected.
+    raw, ours = RawCeiling(), Ours(history=10_000)
+    n_cost = 200_000 if q else 1_000_000
+    record(raw.name, "send_us", statistics.median(send_cost(raw.send, n_cost) for _ in range(reps)))
+    record(
+        ours.name, "send_us", statistics.median(send_cost(ours.send, n_cost) for _ in range(reps))
+    )
+    raw.stop()
+    ours.stop()
+    record("sse_widget", "rss_mb", rss_growth(200_000 if q else 1_000_000))
+
+    print()
+    print(
+        f"{'server':<16}{'events/s':>12}{'min':>12}{'max':>12}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'fan-out/s':>12}{'lost':>7}"
+    )
+    for name, r in rows.items():
+        print(
+            f"{name:<16}{fmt(r.get('throughput', 0)):>12}{fmt(r.get('throughput_min', 0)):>12}"
+            f"{fmt(r.get('throughput_max', 0)):>12}{r.get('p50_ms', 0):>9.2f}"
+            f"{r.get('p99_ms', 0):>9.2f}{fmt(r.get('fanout', 0)):>12}"
+            f"{int(r.get('fanout_lost', 0)):>7}"
+        )
+    ours_r, raw_r = rows["sse_widget"], rows["raw ceiling"]
+    checks = [
+        ("throughput vs raw ceiling", ours_r["throughput"] / raw_r["throughput"], 0.5),
+        (
+            "throughput vs naive tornado",
+            ours_r["throughput"] / rows["naive tornado"]["throughput"],
+            20,
+        ),
+        (
+            "throughput vs sse-starlette",
+            ours_r["throughput"] / rows["sse-starlette"]["throughput"],
+            30,
+        ),
+        ("fan-out vs raw ceiling", ours_r["fanout"] / raw_r["fanout"], 0.5),
+    ]
+    print()
+    for label, ratio, target in checks:
+        print(
+            f"{label:<34}{ratio:>8.2f}x   target >= {target}x   "
+            f"{'PASS' if ratio >= target else 'MISS'}"
+        )
+    p99_ratio = ours_r["p99_ms"] / raw_r["p99_ms"]
+    print(
+        f"{'latency p99 vs raw ceiling':<34}{p99_ratio:>8.2f}x   target <= 2x    "
+        f"{'PASS' if p99_ratio <= 2 else 'MISS'}"
+    )
+    print(
+        f"{'fan-out loss':<34}{int(ours_r['fanout_lost']):>8}    target 0       "
+        f"{'PASS' if ours_r['fanout_lost'] == 0 else 'MISS'}"
+    )
+    print(
+        f"{'send() µs/event, main thread':<34}{ours_r['send_us']:>8.2f}    target <= 1     "
+        f"{'PASS' if ours_r['send_us'] <= 1 else 'MISS'}   (raw ceiling {raw_r['send_us']:.2f})"
+    )
+    print(
+        f"{'RSS growth over sends, MB':<34}{ours_r['rss_mb']:>8.1f}    target <= 50    "
+        f"{'PASS' if ours_r['rss_mb'] <= 50 else 'MISS'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,467 @@
+"""Named channels with a bounded history and one id sequence per server.
+
+A :class:`ChannelRegistry` belongs to one :class:`~sse_widget.server.EventServer`. It hands
+out ids from a single increasing sequence shared by all its channels, so one cursor (an
+id) can resume any mix of channels. :meth:`Channel.publish` is safe from any thread: it
+takes a short lock, appends ``(id, event, data)`` to the channel's pending list and, at
+most once per drain, asks the server's loop to drain. Everything else runs on the server
+thread, where :meth:`ChannelRegistry.drain` moves pending events into the histories.
+
+Events are encoded once, lazily and in batches, the first time any client needs them:
+``sse`` text for the plain endpoint, ``mux`` lines for the multiplexed one. Clients are
+cursors into this shared history, never private queues (see DESIGN.md), so memory is
+bounded by the history whatever the clients do.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+from .errors import EncodeError
+from .protocol import Event, check_event_name, encode_event
+
+__all__ = [
+    "GAP_EVENT",
+    "RESERVED_PREFIX",
+    "Channel",
+    "ChannelRegistry",
+    "Subscriber",
+    "check_user_event",
+    "collect_mux",
+]
+
+#: Event types starting with this are ours (see :data:`GAP_EVENT`); ``send()`` refuses them.
+RESERVED_PREFIX = "sse_widget."
+#: Sent to a client whose cursor is older than the history: data ``{"missed": N}``.
+GAP_EVENT = "sse_widget.gap"
+
+_DEFAULT_HISTORY = 10_000
+# Beyond this many runs of consecutive ids the oldest runs are forgotten; a cursor older
+# than every run then gets a lower bound for its missed count, not unbounded memory.
+_MAX_RUNS = 65_536
+# Idempotency keys remembered per channel, so a publisher's retried POST lands once.
+_MAX_KEYS = 4_096
+# Rough per-event overhead of the encoded form, for the byte bound of the history.
+_OVERHEAD = 16
+
+_MESSAGE = '"message"'
+
+_checked_events: set[str] = set()
+
+Item = tuple[int, "str | None", str]
+
+
+def check_user_event(event: str) -> str:
+    """Validate an event type that user code wants to send.
+
+    Adds the reserved-prefix rule to :func:`~sse_widget.protocol.check_event_name`.
+    Valid names are cached, so a loop that sends ``event="update"`` pays one set lookup.
+    """
+    if event in _checked_events:
+        return event
+    if not isinstance(event, str):
+        raise TypeError(f"event must be a str or None; got {type(event).__name__}: {event!r}")
+    check_event_name(event)
+    if event.startswith(RESERVED_PREFIX):
+        raise EncodeError(
+            f"event types starting with {RESERVED_PREFIX!r} are reserved for sse_widget; "
+            f"got {event!r}"
+        )
+    if len(_checked_events) < 10_000:
+        _checked_events.add(event)
+    return event
+
+
+class Subscriber(Protocol):
+    """What a channel needs from a connected reader: a way to be told about new events."""
+
+    def notify(self) -> None:
+        """Called on the server thread after new events were appended."""
+
+
+def _item_id(item: Item) -> int:
+    return item[0]
+
+
+def _sse_slow(i: int, event: str | None, data: str) -> str:
+    return f"id: {i}\n" + encode_event(data, event=event).decode("utf-8")
+
+
+def _encode_sse(items: list[Item]) -> list[str]:
+    # The fast path covers single-line data; event types were validated at send().
+    return [
+        (f"id: {i}\ndata: {d}\n\n" if ev is None else f"id: {i}\nevent: {ev}\ndata: {d}\n\n")
+        if "\n" not in d and "\r" not in d
+        else _sse_slow(i, ev, d)
+        for i, ev, d in items
+    ]
+
+
+class Channel:
+    """A named stream of events with a bounded history.
+
+    Parameters
+    ----------
+    name:
+        The stream's name, unique within its registry.
+    registry:
+        The registry that owns the id sequence.
+    max_events:
+        How many events the history holds (default 10,000).
+    max_bytes:
+        Optional bound on the history's size (approximately its encoded bytes).
+
+    Notes
+    -----
+    Everything but :meth:`publish` and :meth:`publish_once` runs on the server thread.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        registry: ChannelRegistry,
+        *,
+        max_events: int = _DEFAULT_HISTORY,
+        max_bytes: int | None = None,
+    ) -> None:
+        if not isinstance(max_events, int) or isinstance(max_events, bool) or max_events < 1:
+            raise ValueError(f"history must be a positive int (events); got {max_events!r}")
+        if max_bytes is not None and (
+            not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1
+        ):
+            raise ValueError(f"history_bytes must be a positive int or None; got {max_bytes!r}")
+        self.name = name
+        self.registry = registry
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.closed = False
+        self.subscribers: set[Subscriber] = set()
+        self._pending: list[Item] = []
+        self._dirty = False
+        # The history: _items[_start:] is held. _sse and _mux are the encoded forms,
+        # aligned with _items from index 0 and filled lazily (so possibly shorter).
+        self._items: list[Item] = []
+        self._start = 0
+        self._sse: list[str] = []
+        self._mux: list[str] = []
+        self._sizes: list[int] = []  # only with max_bytes
+        self._bytes = 0
+        # Per-channel sequence numbers as runs of consecutive global ids, so that a cursor
+        # (a global id) can be turned into "how many of our events came after it".
+        self._run_ids: list[int] = []
+        self._run_seqs: list[int] = []
+        self._total = 0
+        self._last_counted = -1
+        self._keys: OrderedDict[str, int] = OrderedDict()
+        self._json_name = json.dumps(name, ensure_ascii=False)
+
+    # -- any thread ------------------------------------------------------------------
+
+    def publish(self, data: str, event: str | None = None) -> int:
+        """Queue one event and return its id. Thread-safe; never blocks on the network.
+
+        ``data`` must be a ``str`` and ``event`` an already validated type (the public
+        ``send()`` methods convert and validate).
+        """
+        reg = self.registry
+        with reg.lock:
+            reg.last_id = i = reg.last_id + 1
+            self._pending.append((i, event, data))
+            if not self._dirty:
+                self._dirty = True
+                reg.dirty.append(self)
+                if not reg.drain_scheduled:
+                    reg.drain_scheduled = True
+                    reg.wake()
+        return i
+
+    def publish_once(self, key: str, data: str, event: str | None = None) -> int:
+        """Like :meth:`publish`, but a second call with the same ``key`` returns the first id.
+
+        Publishers send a key with each event so that a retry after a dropped connection
+        cannot publish the same event twice.
+        """
+        with self.registry.lock:
+            seen = self._keys.get(key)
+        if seen is not None:
+            return seen
+        i = self.publish(data, event)
+        with self.registry.lock:
+            self._keys[key] = i
+            if len(self._keys) > _MAX_KEYS:
+                self._keys.popitem(last=False)
+        return i
+
+    @property
+    def published(self) -> int:
+        """How many events were accepted by :meth:`publish`, drained or not."""
+        return self._total + len(self._pending)
+
+    @property
+    def total(self) -> int:
+        """How many events reached the history (drained)."""
+        return self._total
+
+    def __len__(self) -> int:
+        return len(self._items) - self._start
+
+    # -- server thread ---------------------------------------------------------------
+
+    def _take_pending(self) -> list[Item]:
+        # Called with the registry's lock held.
+        pending, self._pending = self._pending, []
+        self._dirty = False
+        return pending
+
+    def _append(self, items: list[Item]) -> None:
+        self._count(items)
+        self._items.extend(items)
+        if self.max_bytes is not None:
+            sizes = [len(d) + _OVERHEAD + len(ev or "") for _, ev, d in items]
+            self._sizes.extend(sizes)
+            self._bytes += sum(sizes)
+        self._trim()
+
+    def _count(self, items: list[Item]) -> None:
+        first, last, n = items[0][0], items[-1][0], len(items)
+        if first == self._last_counted + 1 and last - first == n - 1 and self._run_ids:
+            # One run continued: the usual case of a single busy stream.
+            self._total += n
+            self._last_counted = last
+            return
+        run_ids, run_seqs = self._run_ids, self._run_seqs
+        prev, total = self._last_counted, self._total
+        for i, _, _ in items:
+            if i != prev + 1 or not run_ids:
+                run_ids.append(i)
+                run_seqs.append(total)
+            prev = i
+            total += 1
+        self._last_counted, self._total = prev, total
+        if len(run_ids) > _MAX_RUNS:
+            del run_ids[: _MAX_RUNS // 2]
+            del run_seqs[: _MAX_RUNS // 2]
+
+    def _trim(self) -> None:
+        items = self._items
+        start = max(self._start, len(items) - self.max_events)
+        if self.max_bytes is not None:
+            sizes = self._sizes
+            self._bytes -= sum(sizes[self._start : start])
+            while self._bytes > self.max_bytes and len(items) - start > 1:
+                self._bytes -= sizes[start]
+                start += 1
+        self._start = start
+        if start > 1024 and start * 2 > len(items):
+            # Compact: drop the dead prefix of every aligned list at once.
+            for lst in (items, self._sse, self._mux, self._sizes):
+                del lst[:start]
+            self._start = 0
+
+    def _count_upto(self, cursor: int) -> int:
+        """How many of this channel's events have an id <= ``cursor``."""
+        r = bisect_right(self._run_ids, cursor) - 1
+        if r < 0:
+            return self._run_seqs[0] if self._run_seqs else 0
+        seq, first = self._run_seqs[r], self._run_ids[r]
+        run_end = self._run_seqs[r + 1] if r + 1 < len(self._run_seqs) else self._total
+        return min(seq + cursor - first + 1, run_end)
+
+    def missed_after(self, cursor: int) -> int:
+        """How many events after ``cursor`` the history no longer holds."""
+        held_from = self._total - len(self)
+        return max(0, held_from - self._count_upto(cursor))
+
+    def first_id(self) -> int | None:
+        """The oldest id still held, or None when nothing is held."""
+        return self._items[self._start][0] if len(self) else None
+
+    def start_cursor(self, cursor: int | None) -> int:
+        """The cursor for a new reader; None means "all that is held, without a gap event"."""
+        if cursor is not None:
+            return cursor
+        # An empty channel has never held anything (the history keeps at least one event),
+        # so 0 takes every event, including those published but not drained yet.
+        first = self.first_id()
+        return first - 1 if first is not None else 0
+
+    def skip_gap(self, cursor: int) -> int:
+        """The cursor after a gap event: just before the oldest event held."""
+        first = self.first_id()
+        return max(cursor, (first or 1) - 1)
+
+    def _index_after(self, cursor: int) -> int:
+        return bisect_right(self._items, cursor, lo=self._start, key=_item_id)
+
+    def _fill(self, cache: list[str], upto: int, encode: Callable[[list[Item]], list[str]]) -> None:
+        have = len(cache)
+        if have < self._start:
+            # Never encode what is no longer held; pad to keep the lists aligned.
+            cache.extend([""] * (self._start - have))
+            have = self._start
+        if have < upto:
+            cache.extend(encode(self._items[have:upto]))
+
+    def sse_after(self, cursor: int, limit: int) -> tuple[str, int]:
+        """Plain SSE text of the events after ``cursor``, about ``limit`` bytes at most.
+
+        Returns the text and the last id in it (``cursor`` if nothing is pending). At
+        least one event is returned when one is pending, however large.
+        """
+        return self._after(cursor, limit, self._sse, _encode_sse)
+
+    def mux_after(self, cursor: int, limit: int) -> tuple[list[tuple[int, str]], int]:
+        """Multiplexed lines (``[id,"stream","type","data"]``) after ``cursor``, by size."""
+        lo = self._index_after(cursor)
+        end = len(self._items)
+        if lo >= end:
+            return [], cursor
+        self._fill(self._mux, end, self._encode_mux)
+        hi, _ = self._cut(self._mux, lo, end, limit)
+        items = self._items
+        return [(items[k][0], self._mux[k]) for k in range(lo, hi)], items[hi - 1][0]
+
+    def _after(
+        self, cursor: int, limit: int, cache: list[str], encode: Callable[[list[Item]], list[str]]
+    ) -> tuple[str, int]:
+        lo = self._index_after(cursor)
+        end = len(self._items)
+        if lo >= end:
+            return "", cursor
+        self._fill(cache, end, encode)
+        hi, _ = self._cut(cache, lo, end, limit)
+        return "".join(cache[lo:hi]), self._items[hi - 1][0]
+
+    @staticmethod
+    def _cut(cache: list[str], lo: int, end: int, limit: int) -> tuple[int, int]:
+        size = 0
+        hi = lo
+        while hi < end and (size < limit or hi == lo):
+            size += len(cache[hi])
+            hi += 1
+        return hi, size
+
+    def _encode_mux(self, items: list[Item]) -> list[str]:
+        name = self._json_name
+        dumps = json.dumps
+        return [
+            f"[{i},{name},{_MESSAGE if ev is None else dumps(ev)},{dumps(d, ensure_ascii=False)}]"
+            for i, ev, d in items
+        ]
+
+    def gap_mux(self, cursor: int, missed: int) -> str:
+        """The multiplexed line telling a client it missed ``missed`` events."""
+        data = json.dumps(json.dumps({"missed": missed}))
+        return f'[{cursor},{self._json_name},"{GAP_EVENT}",{data}]'
+
+    def events(self) -> list[Event]:
+        """The held history as :class:`~sse_widget.protocol.Event` objects, oldest first."""
+        return [
+            Event(event=ev or "message", data=d, id=str(i))
+            for i, ev, d in self._items[self._start :]
+        ]
+
+
+class ChannelRegistry:
+    """The channels of one server, their shared id sequence and their drain.
+
+    Parameters
+    ----------
+    wake:
+        Called (from any thread, with the lock held) when a drain should be scheduled on
+        the server's loop. It must only hand the work over (``IOLoop.add_callback``).
+    """
+
+    def __init__(self, wake: Callable[[], None] | None = None) -> None:
+        self.lock = threading.Lock()
+        self.last_id = 0
+        self.dirty: list[Channel] = []
+        self.drain_scheduled = False
+        self.channels: dict[str, Channel] = {}
+        self.wake: Callable[[], None] = wake or (lambda: None)
+
+    def create(
+        self, name: str, *, max_events: int = _DEFAULT_HISTORY, max_bytes: int | None = None
+    ) -> Channel:
+        """Create the channel ``name``; raise ``ValueError`` if it exists."""
+        ch = Channel(name, self, max_events=max_events, max_bytes=max_bytes)
+        with self.lock:
+            if name in self.channels:
+                raise ValueError(f"a stream named {name!r} already exists on this server")
+            self.channels[name] = ch
+        return ch
+
+    def remove(self, name: str) -> Channel | None:
+        """Forget the channel ``name`` and mark it closed; returns it."""
+        with self.lock:
+            ch = self.channels.pop(name, None)
+        if ch is not None:
+            ch.closed = True
+        return ch
+
+    def get(self, name: str) -> Channel | None:
+        return self.channels.get(name)
+
+    def drain(self) -> list[Channel]:
+        """Move pending events into their channels' histories (server thread only).
+
+        Returns the channels that received events, so the server can wake their readers.
+        Ids were handed out under the lock, so after a drain every id up to ``last_id`` is
+        in a history: a cursor never skips an event that arrives late.
+        """
+        with self.lock:
+            dirty, self.dirty = self.dirty, []
+            self.drain_scheduled = False
+            batches = [(ch, ch._take_pending()) for ch in dirty]
+        for ch, items in batches:
+            ch._append(items)
+        return dirty
+
+
+def collect_mux(cursors: dict[Channel, int], limit: int) -> tuple[list[str], int]:
+    """Multiplexed lines for a set of channel cursors, oldest first, about ``limit`` bytes.
+
+    Returns the lines (gap lines first) and the largest event id among them (0 if none).
+    Every channel's lines up to that id are included, so it becomes the cursor of every
+    channel: one id resumes them all. ``cursors`` is updated in place; closed channels
+    are dropped from it.
+    """
+    gaps: list[str] = []
+    merged: list[tuple[int, str]] = []
+    for ch, cursor in list(cursors.items()):
+        if ch.closed:
+            del cursors[ch]
+            continue
+        missed = ch.missed_after(cursor)
+        if missed:
+            gaps.append(ch.gap_mux(cursor, missed))
+            cursor = cursors[ch] = ch.skip_gap(cursor)
+        # Each part is itself bounded by `limit`, so the cut below never passes the end
+        # of a part that still has lines left.
+        part, _ = ch.mux_after(cursor, limit)
+        merged.extend(part)
+    if len(cursors) > 1:
+        merged.sort(key=_first)
+    lines = gaps
+    size = 0
+    top = 0
+    for i, line in merged:
+        if size >= limit:
+            break
+        lines.append(line)
+        size += len(line) + 7  # with its framing: "\ndata: " on the wire
+        top = i
+    if top:
+        for ch, cursor in cursors.items():
+            if cursor < top:
+                cursors[ch] = top
+    return lines, top
+
+
+def _first(item: tuple[int, str]) -> int:
+    return item[0]

@@ -1,0 +1,142 @@
+"""Publishing to a stream from another process over HTTP.
+
+A :class:`Publisher` is small and picklable: pass it to ``multiprocessing`` (fork or
+spawn) or ``ProcessPoolExecutor`` workers. Each process opens its own kept-alive
+connection on first use.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from .channels import check_user_event
+from .errors import SSEError
+from .serialize import to_text
+
+__all__ = ["Publisher"]
+
+_RETRYABLE = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine)
+
+
+class Publisher:
+    """Sends events to one stream of a running sse_widget server.
+
+    Parameters
+    ----------
+    base_url:
+        The server's local base URL, e.g. ``http://127.0.0.1:41234``.
+    key:
+        The server's key.
+    stream:
+        The stream's name.
+    timeout:
+        Seconds to wait for the server on each request.
+
+    Examples
+    --------
+    >>> pub = stream.publisher()  # doctest: +SKIP
+    >>> with ProcessPoolExecutor() as pool:  # doctest: +SKIP
+    ...     pool.map(work, [pub] * 4)
+    """
+
+    def __init__(self, base_url: str, key: str, stream: str, *, timeout: float = 10.0) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname or parts.port is None:
+            raise ValueError(f"base_url must look like http://host:port; got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self.stream = stream
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+        self._pid = 0
+        self._path = f"/streams/{quote(stream, safe='')}"
+
+    def __repr__(self) -> str:
+        return f"Publisher({self.base_url!r}, stream={self.stream!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A socket does not survive pickling; each process opens its own.
+        state = self.__dict__.copy()
+        state["_conn"] = None
+        state["_pid"] = 0
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def send(self, data: object, event: str | None = None) -> int:
+        """Publish one event and return its id.
+
+        Raises
+        ------
+        TypeError
+            If ``data`` cannot be serialised.
+        SSEError
+            If the server refused the event (the message says why) or cannot be reached.
+        """
+        return self.send_many([(data, event)])[0]
+
+    def send_many(self, events: list[tuple[object, str | None]]) -> list[int]:
+        """Publish several ``(data, event)`` pairs in one request; returns their ids."""
+        items = []
+        for data, event in events:
+            item: dict[str, Any] = {"data": to_text(data), "id": secrets.token_hex(12)}
+            if event is not None:
+                item["event"] = check_user_event(event)
+            items.append(item)
+        body = json.dumps(items).encode()
+        reply = self._post(body)
+        ids: list[int] = reply["ids"]
+        return ids
+
+    def _connection(self) -> http.client.HTTPConnection:
+        # A connection inherited through fork is shared with the parent: never reuse it.
+        if self._conn is None or self._pid != os.getpid():
+            parts = urlsplit(self.base_url)
+            assert parts.hostname is not None
+            self._conn = http.client.HTTPConnection(
+                parts.hostname, parts.port, timeout=self.timeout
+            )
+            self._pid = os.getpid()
+        return self._conn
+
+    def _post(self, body: bytes) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
+        # Each item carries a random id, so re-sending after a dropped keep-alive
+        # connection cannot publish twice: the server remembers recent ids.
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.request("POST", self._path, body, headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+            except (*_RETRYABLE, OSError) as exc:
+                conn.close()
+                self._conn = None
+                if attempt == 2:
+                    raise SSEError(
+                        f"could not reach the sse_widget server at {self.base_url}: {exc}"
+                    ) from exc
+                continue
+            if resp.status != 200:
+                try:
+                    detail = json.loads(payload)["error"]
+                except (ValueError, KeyError, TypeError):
+                    detail = payload[:2048].decode("utf-8", "replace")
+                raise SSEError(
+                    f"publishing to stream {self.stream!r} failed with HTTP {resp.status}: {detail}"
+                )
+            result: dict[str, Any] = json.loads(payload)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        """Close this process's connection (it reopens on the next send)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,636 @@
+"""The kernel's event server: Tornado on a daemon thread with its own event loop.
+
+One :class:`EventServer` per process, created lazily by :func:`get_server`, stopped at
+interpreter exit, and replaced (not inherited) in a child after ``os.fork()``. The only
+calls that cross into the server thread are ``IOLoop.add_callback`` and
+``loop.call_soon_threadsafe``; no loop-bound object is created at import time.
+
+Endpoints (all but ``/health`` need the server's key, as ``?key=`` or
+``Authorization: Bearer``; ``token`` is avoided because jupyter-server-proxy takes it):
+
+``GET /streams/<name>``
+    A standard SSE stream (``id:``, ``event:``, ``data:``) for curl or any client.
+``GET /events?streams=a[:id],b[:id]``
+    The multiplexed stream the widgets use: one connection for every stream on a page.
+    Each message's ``id`` is the largest event id in it and each ``data`` line is the
+    JSON array ``[id, "stream", "type", "data"]``.
+``POST /streams/<name>``
+    Publish from another process: JSON ``{"data": ..., "event": ..., "id": ...}`` (or a
+    list of them) or ``text/plain`` with ``?event=``.
+``GET /health``
+    Liveness, without a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler
+
+from .channels import GAP_EVENT, Channel, ChannelRegistry, check_user_event, collect_mux
+from .errors import EncodeError
+from .protocol import check_id
+
+__all__ = ["EventServer", "get_server"]
+
+log = logging.getLogger("sse_widget")
+
+DEFAULT_KEEPALIVE = 15.0
+DEFAULT_WATERMARK = 1 << 20
+DEFAULT_MAX_BODY = 1 << 20
+DEFAULT_RETRY_MS = 1000
+
+
+class _Client:
+    """One streaming response: a cursor per channel into their shared histories.
+
+    It is driven by callbacks on the server thread, not by a coroutine per client: a
+    drain writes straight to every idle client, and a flush's completion writes what
+    piled up meanwhile. A client never has more than one chunk (about one watermark) in
+    flight, so a reader that never reads costs one chunk of memory, and the history.
+    """
+
+    __slots__ = ("busy", "closed", "cursors", "done", "handler", "last_write", "single")
+
+    def __init__(self, handler: _Handler, cursors: dict[Channel, int], single: bool) -> None:
+        self.handler = handler
+        self.cursors = cursors
+        self.single = single
+        self.busy = False
+        self.closed = False
+        self.last_write = 0.0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def notify(self) -> None:
+        if not self.busy and not self.closed:
+            self.pump()
+
+    def pump(self, extra: bytes = b"") -> None:
+        """Write everything pending (up to the watermark) in one write and one flush."""
+        handler = self.handler
+        chunk = handler.collect(self)
+        if chunk is None:
+            self.close()
+            return
+        if not chunk and not extra:
+            return
+        self.busy = True
+        self.last_write = handler.server.now()
+        handler.write(extra + chunk)
+        handler.flush().add_done_callback(self._flushed)
+
+    def _flushed(self, fut: asyncio.Future[None]) -> None:
+        self.busy = False
+        if fut.exception() is not None:  # StreamClosedError: the reader is gone
+            self.close()
+        elif not self.closed:
+            self.pump()
+
+    def ping(self) -> None:
+        if not self.busy and not self.closed:
+            self.pump(b": ping\n")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if not self.done.done():
+                self.done.set_result(None)
+
+    def buffered(self) -> int:
+        """Bytes written to this client that its socket has not taken yet (for tests)."""
+        stream = getattr(self.handler.request.connection, "stream", None)
+        return int(getattr(stream, "_write_buffer_size", 0))
+
+
+class _Handler(RequestHandler):
+    server: EventServer
+
+    def initialize(self, server: EventServer) -> None:
+        self.server = server
+
+    def _key_ok(self) -> bool:
+        given = self.get_query_argument("key", None)
+        if given is None:
+            auth = self.request.headers.get("Authorization", "")
+            if auth[:7].lower() == "bearer ":
+                given = auth[7:].strip()
+        if not given:
+            return False
+        return hmac.compare_digest(given.encode(), self.server.key.encode())
+
+    def prepare(self) -> None:
+        if self.request.method == "OPTIONS":
+            return
+        if not self._key_ok():
+            # No body and no CORS headers: a page without the key learns nothing.
+            self.set_status(403)
+            self.finish()
+            return
+        origin = self.request.headers.get("Origin")
+        if origin:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+
+    def options(self, *args: str) -> None:
+        # Preflight carries no credentials; answer for any origin, the real request still
+        # needs the key. Chrome's Private Network Access asks before a public page may
+        # reach loopback.
+        origin = self.request.headers.get("Origin")
+        if origin:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+            self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            self.set_header(
+                "Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID"
+            )
+            self.set_header("Access-Control-Max-Age", "600")
+        if self.request.headers.get("Access-Control-Request-Private-Network") == "true":
+            self.set_header("Access-Control-Allow-Private-Network", "true")
+        self.set_status(204)
+
+    def fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": message}))
+
+    def _resume_floor(self) -> int | None:
+        """The resume id from ``Last-Event-ID`` or ``?last_id=``, or None; 400 if malformed."""
+        raw = self.request.headers.get("Last-Event-ID")
+        if raw is None or raw == "":
+            raw = self.get_query_argument("last_id", None)
+        if raw is None or raw == "":
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value < 0:
+            self.fail(400, f"last event id must be a non-negative integer; got {raw!r}")
+            raise _Finished
+        return value
+
+    async def _serve(self, cursors: dict[Channel, int], single: bool) -> None:
+        server = self.server
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")
+        client = _Client(self, cursors, single)
+        self._client = client
+        for ch in cursors:
+            ch.subscribers.add(client)
+        server.clients.add(client)
+        try:
+            # retry: and a comment flush the head at once, so EventSource opens now. Neither
+            # this nor the pings end with a blank line: that dispatches nothing per the spec,
+            # but some clients (httpx-sse) turn it into an empty "phantom" event.
+            client.pump(b"retry: %d\n: sse_widget\n" % server.retry_ms)
+            await client.done
+        finally:
+            client.closed = True
+            for ch in cursors:
+                ch.subscribers.discard(client)
+            server.clients.discard(client)
+
+    def collect(self, client: _Client) -> bytes | None:
+        """The next chunk for ``client`` (b"" if nothing is pending, None when it ended)."""
+        limit = self.server.watermark
+        if client.single:
+            ((ch, cursor),) = client.cursors.items()
+            if ch.closed:
+                return None
+            head = b""
+            missed = ch.missed_after(cursor)
+            if missed:
+                head = b'event: %s\ndata: {"missed": %d}\n\n' % (GAP_EVENT.encode(), missed)
+                cursor = ch.skip_gap(cursor)
+            text, client.cursors[ch] = ch.sse_after(cursor, limit)
+            return head + text.encode("utf-8")
+        lines, top = collect_mux(client.cursors, limit)
+        if not lines:
+            return b""
+        body = "\ndata: ".join(lines).encode("utf-8")
+        return b"id: %d\ndata: %s\n\n" % (top, body) if top else b"data: %s\n\n" % body
+
+    def on_connection_close(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
+
+class _Finished(Exception):
+    """The handler already answered (an error); stop processing."""
+
+
+class _StreamHandler(_Handler):
+    async def get(self, name: str) -> None:
+        ch = self.server.registry.get(name)
+        if ch is None:
+            return self.fail(404, f"no stream named {name!r}")
+        try:
+            floor = self._resume_floor()
+        except _Finished:
+            return None
+        await self._serve({ch: ch.start_cursor(floor)}, single=True)
+        return None
+
+    def post(self, name: str) -> None:
+        ch = self.server.registry.get(name)
+        if ch is None:
+            return self.fail(404, f"no stream named {name!r}")
+        body = self.request.body
+        limit = self.server.max_body
+        if len(body) > limit:
+            return self.fail(413, f"body must be at most {limit} bytes; got {len(body)}")
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        try:
+            if ctype == "application/json":
+                items = _parse_json_body(body)
+            elif ctype.startswith("text/") or ctype == "":
+                items = [_parse_text_body(body, self.get_query_argument("event", None))]
+            else:
+                return self.fail(
+                    415, f"Content-Type must be application/json or text/plain; got {ctype!r}"
+                )
+        except (ValueError, TypeError) as exc:
+            return self.fail(400, str(exc))
+        ids = []
+        for data, event, key in items:
+            if key is None:
+                ids.append(ch.publish(data, event))
+            else:
+                ids.append(ch.publish_once(key, data, event))
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"ids": ids}))
+        return None
+
+
+def _parse_text_body(body: bytes, event: str | None) -> tuple[str, str | None, None]:
+    try:
+        data = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"text body must be UTF-8; got invalid byte at {exc.start}") from None
+    if event is not None:
+        _check_field("event", event, check_user_event)
+    return data, event, None
+
+
+def _check_field(field: str, value: Any, check: Callable[[str], str]) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"field {field!r} must be a string; got {type(value).__name__}")
+    try:
+        return check(value)
+    except EncodeError as exc:
+        raise ValueError(f"field {field!r}: {exc}") from None
+
+
+def _parse_json_body(body: bytes) -> list[tuple[str, str | None, str | None]]:
+    try:
+        obj = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"body is not valid JSON: {exc}") from None
+    objs = obj if isinstance(obj, list) else [obj]
+    items = []
+    for n, item in enumerate(objs):
+        where = f"item {n}: " if isinstance(obj, list) else ""
+        if not isinstance(item, dict):
+            raise ValueError(
+                f'{where}expected an object {{"data": ..., "event": ...}}; '
+                f"got {type(item).__name__}"
+            )
+        if "data" not in item:
+            raise ValueError(f'{where}field "data" is missing; got fields {sorted(item)}')
+        unknown = set(item) - {"data", "event", "id"}
+        if unknown:
+            raise ValueError(
+                f'{where}unknown fields {sorted(unknown)}; expected "data", "event", "id"'
+            )
+        data = item["data"]
+        if not isinstance(data, str):
+            data = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        event = item.get("event")
+        key = item.get("id")
+        try:
+            if event is not None:
+                _check_field("event", event, check_user_event)
+            if key is not None:
+                _check_field("id", key, check_id)
+        except ValueError as exc:
+            raise ValueError(f"{where}{exc}") from None
+        items.append((data, event, key))
+    return items
+
+
+class _MuxHandler(_Handler):
+    async def get(self) -> None:
+        registry = self.server.registry
+        try:
+            floor = self._resume_floor()
+        except _Finished:
+            return
+        raw = self.get_query_argument("streams", "")
+        cursors: dict[Channel, int] = {}
+        for part in raw.split(","):
+            if not part:
+                continue
+            name, sep, last = part.partition(":")
+            ch = registry.get(name)
+            if ch is None:
+                return self.fail(404, f"no stream named {name!r}")
+            cursor: int | None = None
+            if sep:
+                if not last.isascii() or not last.isdigit():
+                    return self.fail(
+                        400, f"resume id for stream {name!r} must be an integer; got {last!r}"
+                    )
+                cursor = int(last)
+            # Browsers reconnect with Last-Event-ID = the last whole message's id; since ids
+            # are one sequence, everything up to it was delivered for every stream.
+            if floor is not None and (cursor is None or floor > cursor):
+                cursor = floor
+            cursors[ch] = ch.start_cursor(cursor)
+        if not cursors:
+            return self.fail(400, "query parameter 'streams' must name at least one stream")
+        await self._serve(cursors, single=False)
+
+
+class _HealthHandler(RequestHandler):
+    def get(self) -> None:
+        from . import __version__
+
+        self.set_header("Cache-Control", "no-store")
+        self.finish({"status": "ok", "version": __version__})
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class EventServer:
+    """A Tornado SSE server on its own daemon thread.
+
+    Parameters
+    ----------
+    host, port:
+        Where to listen. Default ``127.0.0.1`` (or ``$SSE_WIDGET_HOST``) on a free port
+        (or ``$SSE_WIDGET_PORT``).
+    public_url:
+        The URL browsers should use, e.g. behind a reverse proxy (default
+        ``$SSE_WIDGET_PUBLIC_URL``, else ``http://host:port``).
+    keepalive:
+        Seconds between keep-alive comments on an idle stream.
+    watermark:
+        Bytes written to one client before waiting for its socket to drain.
+    max_body:
+        Largest accepted POST body, in bytes.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        public_url: str | None = None,
+        keepalive: float = DEFAULT_KEEPALIVE,
+        watermark: int = DEFAULT_WATERMARK,
+        max_body: int = DEFAULT_MAX_BODY,
+        retry_ms: int = DEFAULT_RETRY_MS,
+    ) -> None:
+        self.host = host or os.environ.get("SSE_WIDGET_HOST") or "127.0.0.1"
+        env_port = os.environ.get("SSE_WIDGET_PORT")
+        if port is None and env_port:
+            try:
+                port = int(env_port)
+            except ValueError:
+                raise ValueError(f"SSE_WIDGET_PORT must be an integer; got {env_port!r}") from None
+        self.port = port or 0
+        self._public_url = public_url or os.environ.get("SSE_WIDGET_PUBLIC_URL") or None
+        self.keepalive = keepalive
+        self.watermark = watermark
+        self.max_body = max_body
+        self.retry_ms = retry_ms
+        self.key = secrets.token_urlsafe(32)
+        self.clients: set[_Client] = set()
+        self.registry = ChannelRegistry(self._wake)
+        self._ioloop: IOLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._start_lock = threading.Lock()
+        self.now: Callable[[], float] = lambda: 0.0
+        self.pid = os.getpid()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> EventServer:
+        """Start the server thread (idempotent) and wait until it listens."""
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sse_widget-server", daemon=True
+                )
+                self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise RuntimeError(
+                f"sse_widget's server could not listen on {self.host}:{self.port}: {self._error}"
+            ) from self._error
+        if self._ioloop is None:
+            raise RuntimeError("sse_widget's server thread did not start within 30 s")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection and end the server thread."""
+        loop, thread = self._ioloop, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        if threading.current_thread() is thread:
+            raise RuntimeError("EventServer.stop() cannot be called from the server thread")
+        with contextlib.suppress(RuntimeError):  # loop already closed
+            loop.add_callback(self._begin_stop)
+        thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._ioloop is not None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to start()'s caller
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._ioloop = IOLoop.current()
+        self._stopping = asyncio.Event()
+        args = {"server": self}
+        app = Application(
+            [
+                (r"/streams/([^/]+)", _StreamHandler, args),
+                (r"/events", _MuxHandler, args),
+                (r"/health", _HealthHandler),
+            ],
+            # Tornado's own logging would print every 403 into the notebook.
+            log_function=lambda handler: None,
+        )
+        sockets = bind_sockets(self.port, self.host)
+        # Tornado's hard cap; the handler answers 413 above max_body itself.
+        http = HTTPServer(app, max_body_size=max(self.max_body * 4, 1 << 22))
+        http.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        if not _is_loopback(self.host):
+            log.warning(
+                "sse_widget's server listens on %s:%d, reachable from other machines: anyone "
+                "with the key can read every stream and publish to it",
+                self.host,
+                self.port,
+            )
+        self.now = self._ioloop.time
+        pinger = PeriodicCallback(self._ping_idle, min(self.keepalive, 1.0) * 1000)
+        pinger.start()
+        self._ready.set()
+        await self._stopping.wait()
+        pinger.stop()
+        http.stop()
+        for client in list(self.clients):
+            client.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(http.close_all_connections(), 2.0)
+
+    def _begin_stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    # -- cross-thread entry points --------------------------------------------------------
+
+    def call_soon(self, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn(*args)`` on the server thread. Safe from any thread."""
+        if self._ioloop is None:
+            self.start()
+        assert self._ioloop is not None
+        self._ioloop.add_callback(fn, *args)
+
+    def _wake(self) -> None:
+        loop = self._ioloop
+        if loop is not None:
+            loop.add_callback(self._drain)
+
+    def _drain(self) -> None:
+        for ch in self.registry.drain():
+            for sub in ch.subscribers:
+                sub.notify()
+
+    def _ping_idle(self) -> None:
+        now = self.now()
+        for client in list(self.clients):
+            if now - client.last_write >= self.keepalive:
+                client.ping()
+
+    # -- streams -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL browsers should use."""
+        if self._public_url:
+            return self._public_url.rstrip("/")
+        return f"http://{self._url_host}:{self.port}"
+
+    @property
+    def local_url(self) -> str:
+        """The base URL for clients on this machine (publishers, tests)."""
+        return f"http://{self._url_host}:{self.port}"
+
+    @property
+    def _url_host(self) -> str:
+        host = self.host
+        if host in ("0.0.0.0", ""):
+            return "127.0.0.1"
+        if host == "::":
+            return "[::1]"
+        return f"[{host}]" if ":" in host else host
+
+    def stream_url(self, name: str, *, local: bool = False) -> str:
+        """The keyed URL of one stream's plain SSE endpoint."""
+        base = self.local_url if local else self.url
+        return f"{base}/streams/{quote(name, safe='')}?key={self.key}"
+
+    def create_channel(
+        self, name: str | None = None, *, max_events: int = 10_000, max_bytes: int | None = None
+    ) -> Channel:
+        """Create a channel (a fresh random name if ``name`` is None); starts the server."""
+        self.start()
+        if name is None:
+            name = "s" + secrets.token_hex(6)
+        if not name or any(c in name for c in ",:/?#%") or name != name.strip():
+            raise ValueError(
+                f"stream name must be non-empty without spaces around it or any of , : / ? # %; "
+                f"got {name!r}"
+            )
+        return self.registry.create(name, max_events=max_events, max_bytes=max_bytes)
+
+    def remove_channel(self, name: str) -> None:
+        """Remove a channel; its clients' streams end (single) or drop it (multiplexed)."""
+        ch = self.registry.get(name)
+        self.registry.remove(name)
+        if ch is not None and self._ioloop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._ioloop.add_callback(self._notify_closed, ch)
+
+    def _notify_closed(self, ch: Channel) -> None:
+        for sub in list(ch.subscribers):
+            sub.notify()
+
+
+_server: EventServer | None = None
+_server_lock = threading.Lock()
+
+
+def get_server() -> EventServer:
+    """The process's :class:`EventServer`, started on first use."""
+    global _server
+    server = _server
+    if server is None or server.pid != os.getpid():
+        with _server_lock:
+            if _server is None or _server.pid != os.getpid():
+                _server = EventServer()
+            server = _server
+    if not server.running:
+        server.start()
+    return server
+
+
+def _forget_after_fork() -> None:
+    # The server thread does not exist in a forked child; its lock may even be held.
+    global _server, _server_lock
+    _server = None
+    _server_lock = threading.Lock()
+
+
+def _stop_at_exit() -> None:
+    if _server is not None and _server.pid == os.getpid():
+        _server.stop(timeout=2.0)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(_stop_at_exit)

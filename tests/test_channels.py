@@ -1,0 +1,216 @@
+"""Channels: ids, bounded history, thread-safe publish, cursors and gap counts."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from sse_widget.channels import ChannelRegistry, check_user_event, collect_mux
+from sse_widget.errors import EncodeError
+
+
+def drained(reg: ChannelRegistry) -> ChannelRegistry:
+    reg.drain()
+    return reg
+
+
+def test_ids_are_one_sequence_across_channels() -> None:
+    reg = ChannelRegistry()
+    a, b = reg.create("a"), reg.create("b")
+    assert [a.publish("1"), b.publish("2"), a.publish("3")] == [1, 2, 3]
+    drained(reg)
+    assert [e.id for e in a.events()] == ["1", "3"]
+    assert [e.id for e in b.events()] == ["2"]
+
+
+def test_publish_wakes_once_per_drain() -> None:
+    wakes = []
+    reg = ChannelRegistry(lambda: wakes.append(1))
+    ch = reg.create("a")
+    for i in range(100):
+        ch.publish(str(i))
+    assert len(wakes) == 1
+    reg.drain()
+    ch.publish("again")
+    assert len(wakes) == 2
+
+
+def test_history_is_bounded_by_count() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_events=5)
+    for i in range(3000):
+        ch.publish(str(i))
+        if i % 7 == 0:
+            reg.drain()
+    reg.drain()
+    assert [e.data for e in ch.events()] == ["2995", "2996", "2997", "2998", "2999"]
+    assert ch.total == 3000
+    assert ch.published == 3000
+
+
+def test_history_is_bounded_by_bytes() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_bytes=1000)
+    for _ in range(100):
+        ch.publish("x" * 100)
+    reg.drain()
+    held = ch.events()
+    assert 1 <= len(held) < 10
+    assert len(ch.sse_after(0, 1 << 30)[0]) <= 1000 + 20 * len(held)
+
+
+def test_bad_history_sizes_are_refused() -> None:
+    reg = ChannelRegistry()
+    with pytest.raises(ValueError, match="history must be a positive int"):
+        reg.create("a", max_events=0)
+    with pytest.raises(ValueError, match="history_bytes"):
+        reg.create("b", max_bytes=-1)
+
+
+def test_duplicate_names_are_refused() -> None:
+    reg = ChannelRegistry()
+    reg.create("a")
+    with pytest.raises(ValueError, match="'a' already exists"):
+        reg.create("a")
+
+
+def test_publish_from_many_threads_keeps_every_event_in_id_order() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_events=100_000)
+    ids: list[list[int]] = [[] for _ in range(8)]
+
+    def work(k: int) -> None:
+        for i in range(5000):
+            ids[k].append(ch.publish(f"{k}:{i}"))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        reg.drain()
+    for t in threads:
+        t.join()
+    reg.drain()
+    held = ch.events()
+    assert len(held) == 40_000
+    got = [int(e.id) for e in held]
+    assert got == sorted(got) == sorted(i for per in ids for i in per)
+
+
+def test_missed_after_counts_only_this_channels_trimmed_events() -> None:
+    reg = ChannelRegistry()
+    a, b = reg.create("a", max_events=3), reg.create("b")
+    for i in range(10):  # a gets odd ids 1..19, b even ids 2..20
+        a.publish(str(i))
+        b.publish(str(i))
+    reg.drain()
+    assert [e.id for e in a.events()] == ["15", "17", "19"]
+    assert a.missed_after(0) == 7
+    assert a.missed_after(4) == 5  # a's events 5,7,9,11,13 are gone
+    assert a.missed_after(13) == 0
+    assert a.missed_after(14) == 0
+    assert b.missed_after(0) == 0
+
+
+def test_gap_count_survives_a_burst_larger_than_the_history() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_events=10)
+    for i in range(1000):
+        ch.publish(str(i))
+    reg.drain()
+    assert next(e.data for e in ch.events()) == "990"
+    assert ch.missed_after(0) == 990
+
+
+def test_collect_mux_merges_channels_in_id_order_and_moves_every_cursor() -> None:
+    reg = ChannelRegistry()
+    a, b = reg.create("a"), reg.create("b")
+    for i in range(5):
+        a.publish(f"a{i}", "tick")
+        b.publish(f"b{i}")
+    reg.drain()
+    cursors = {a: a.start_cursor(None), b: b.start_cursor(None)}
+    lines, top = collect_mux(cursors, 1 << 20)
+    rows = [json.loads(line) for line in lines]
+    assert [r[0] for r in rows] == list(range(1, 11))
+    assert rows[0] == [1, "a", "tick", "a0"]
+    assert rows[1] == [2, "b", "message", "b0"]
+    assert top == 10
+    assert set(cursors.values()) == {10}
+    assert collect_mux(cursors, 1 << 20) == ([], 0)
+
+
+def test_collect_mux_cut_by_size_never_skips_an_event() -> None:
+    reg = ChannelRegistry()
+    a, b = reg.create("a"), reg.create("b")
+    for i in range(200):
+        (a if i % 3 else b).publish("x" * 50)
+    reg.drain()
+    cursors = {a: 0, b: 0}
+    seen: list[int] = []
+    while True:
+        lines, top = collect_mux(cursors, 500)
+        if not lines:
+            break
+        seen += [json.loads(line)[0] for line in lines]
+        assert top == seen[-1]
+    assert seen == list(range(1, 201))
+
+
+def test_collect_mux_reports_a_gap_then_continues_from_the_oldest_held() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_events=4)
+    for i in range(10):
+        ch.publish(str(i))
+    reg.drain()
+    cursors = {ch: 2}
+    lines, top = collect_mux(cursors, 1 << 20)
+    rows = [json.loads(line) for line in lines]
+    assert rows[0][2] == "sse_widget.gap"
+    assert json.loads(rows[0][3]) == {"missed": 4}
+    assert [r[3] for r in rows[1:]] == ["6", "7", "8", "9"]
+    assert top == 10
+
+
+def test_mux_lines_escape_newlines_and_unicode_safely() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a")
+    ch.publish('line1\nline2\r\n"quoted" \u2028 é', "type with space")
+    reg.drain()
+    lines, _ = collect_mux({ch: 0}, 1 << 20)
+    assert "\n" not in lines[0]
+    assert "\r" not in lines[0]
+    assert json.loads(lines[0])[2:] == ["type with space", 'line1\nline2\r\n"quoted" \u2028 é']
+
+
+def test_closed_channels_drop_out_of_a_multiplexed_cursor() -> None:
+    reg = ChannelRegistry()
+    a, b = reg.create("a"), reg.create("b")
+    a.publish("1")
+    reg.drain()
+    reg.remove("b")
+    cursors = {a: 0, b: 0}
+    lines, _ = collect_mux(cursors, 1 << 20)
+    assert len(lines) == 1
+    assert list(cursors) == [a]
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ("a\nb", "CR or LF"),
+        ("a\rb", "CR or LF"),
+        ("sse_widget.gap", "reserved for sse_widget"),
+        ("sse_widget.anything", "reserved"),
+    ],
+)
+def test_user_event_types_are_checked(event: str, message: str) -> None:
+    with pytest.raises(EncodeError, match=message):
+        check_user_event(event)
+
+
+def test_user_event_type_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match="event must be a str or None; got int"):
+        check_user_event(3)  # type: ignore[arg-type]

@@ -1,0 +1,557 @@
+"""The event server, with real clients on loopback: httpx-sse, Node's eventsource, raw sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import pathlib
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import httpx
+import httpx_sse
+import pytest
+from helpers import RawSSE, wait_for
+
+from sse_widget.channels import Channel
+from sse_widget.publisher import Publisher
+from sse_widget.server import EventServer
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NODE_CLIENT = ROOT / "tests" / "support" / "eventsource_client.mjs"
+
+
+def publish(ch: Channel, n: int, prefix: str = "", event: str | None = None) -> list[int]:
+    return [ch.publish(f"{prefix}{i}", event) for i in range(n)]
+
+
+def test_health_needs_no_key(server: EventServer) -> None:
+    r = httpx.get(f"{server.local_url}/health")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
+
+
+def test_httpx_sse_reads_a_stream(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    publish(ch, 3, "hello ", event="update")
+    ch.publish("multi\nline")
+    with (
+        httpx.Client(timeout=10) as client,
+        httpx_sse.connect_sse(client, "GET", server.stream_url("s", local=True)) as source,
+    ):
+        assert source.response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert source.response.headers["cache-control"] == "no-store"
+        assert source.response.headers["x-accel-buffering"] == "no"
+        got = []
+        for sse in source.iter_sse():
+            got.append((sse.event, sse.data, sse.id))
+            if len(got) == 4:
+                break
+    assert got == [
+        ("update", "hello 0", "1"),
+        ("update", "hello 1", "2"),
+        ("update", "hello 2", "3"),
+        ("message", "multi\nline", "4"),
+    ]
+
+
+def test_node_eventsource_reads_a_stream_live(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    publish(ch, 2, "before ", event="update")
+    proc = subprocess.Popen(
+        ["node", str(NODE_CLIENT), server.stream_url("s", local=True), "4", "update"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    wait_for(lambda: len(ch.subscribers) == 1, what="node client to connect")
+    publish(ch, 2, "after ")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out) == [
+        {"type": "update", "data": "before 0", "id": "1"},
+        {"type": "update", "data": "before 1", "id": "2"},
+        {"type": "message", "data": "after 0", "id": "3"},
+        {"type": "message", "data": "after 1", "id": "4"},
+    ]
+
+
+def test_stream_starts_with_retry_and_a_comment(server: EventServer) -> None:
+    server.create_channel("s")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"GET /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while b"sse_widget" not in data:
+            data += sock.recv(4096)
+    _head, body = data.split(b"\r\n\r\n", 1)
+    assert body.split(b"\r\n")[1] == b"retry: 1000\n: sse_widget\n"
+
+
+def test_replay_with_last_event_id_header(server: EventServer, raw_sse) -> None:
+    ch = server.create_channel("s")
+    publish(ch, 5)
+    r = raw_sse(server, f"/streams/s?key={server.key}", headers={"Last-Event-ID": "3"})
+    assert [e.data for e in r.read_events(2)] == ["3", "4"]
+    publish(ch, 1, "live")
+    assert [(e.data, e.id) for e in r.read_events(1)] == [("live0", "6")]
+
+
+def test_replay_with_last_id_query(server: EventServer, raw_sse) -> None:
+    ch = server.create_channel("s")
+    publish(ch, 5)
+    r = raw_sse(server, f"/streams/s?key={server.key}&last_id=4")
+    assert [e.data for e in r.read_events(1)] == ["4"]
+
+
+def test_replay_then_live_has_no_duplicates_and_no_gap(server: EventServer, raw_sse) -> None:
+    ch = server.create_channel("s", max_events=100_000)
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def produce() -> None:
+        while not stop.is_set() and len(sent) < 20_000:
+            sent.append(ch.publish(str(len(sent))))
+
+    t = threading.Thread(target=produce)
+    t.start()
+    time.sleep(0.02)
+    r = raw_sse(server, f"/streams/s?key={server.key}&last_id=10")
+    t.join()
+    got = r.read_events(len(sent) - 10, timeout=30)
+    assert [int(e.id) for e in got] == list(range(11, len(sent) + 1))
+
+
+def test_gap_event_says_how_many_were_missed(server: EventServer, raw_sse) -> None:
+    ch = server.create_channel("s", max_events=5)
+    publish(ch, 20)
+    r = raw_sse(server, f"/streams/s?key={server.key}&last_id=3")
+    got = r.read_events(6)
+    assert (got[0].event, json.loads(got[0].data)) == ("sse_widget.gap", {"missed": 12})
+    assert got[0].id == ""  # the gap carries no id: it must not move the client's last id
+    assert [(e.data, e.id) for e in got[1:]] == [(str(i), str(i + 1)) for i in range(15, 20)]
+
+
+def test_fresh_client_gets_all_held_history_without_a_gap(server: EventServer, raw_sse) -> None:
+    ch = server.create_channel("s", max_events=3)
+    publish(ch, 10)
+    r = raw_sse(server, f"/streams/s?key={server.key}")
+    assert [e.data for e in r.read_events(3)] == ["7", "8", "9"]
+
+
+def test_bad_resume_id_is_400(server: EventServer) -> None:
+    server.create_channel("s")
+    r = httpx.get(server.stream_url("s", local=True) + "&last_id=abc")
+    assert r.status_code == 400
+    assert r.json()["error"] == "last event id must be a non-negative integer; got 'abc'"
+
+
+# -- keys and CORS ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/streams/s"), ("GET", "/events?streams=s"), ("POST", "/streams/s")],
+)
+@pytest.mark.parametrize("key", [None, "wrong", ""])
+def test_every_endpoint_needs_the_key(server: EventServer, method, path, key) -> None:
+    server.create_channel("s")
+    sep = "&" if "?" in path else "?"
+    url = server.local_url + path + (f"{sep}key={key}" if key is not None else "")
+    r = httpx.request(method, url, json={"data": 1}, headers={"Origin": "http://evil.test"})
+    assert r.status_code == 403
+    assert r.content == b""
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_bearer_key_works(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    r = httpx.post(
+        f"{server.local_url}/streams/s",
+        json={"data": "x"},
+        headers={"Authorization": f"Bearer {server.key}"},
+    )
+    assert r.status_code == 200
+    assert r.json() == {"ids": [1]}
+    assert ch.published == 1
+
+
+def test_token_query_parameter_is_not_our_key(server: EventServer) -> None:
+    server.create_channel("s")
+    r = httpx.get(f"{server.local_url}/streams/s?token={server.key}")
+    assert r.status_code == 403
+
+
+def test_cors_echoes_origin_for_keyed_requests(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    publish(ch, 1)
+    with httpx.stream(
+        "GET", server.stream_url("s", local=True), headers={"Origin": "http://127.0.0.1:8888"}
+    ) as r:
+        assert r.headers["access-control-allow-origin"] == "http://127.0.0.1:8888"
+        assert r.headers["vary"] == "Origin"
+
+
+def test_preflight_allows_private_network_access(server: EventServer) -> None:
+    r = httpx.request(
+        "OPTIONS",
+        f"{server.local_url}/streams/s",
+        headers={
+            "Origin": "https://hub.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Private-Network": "true",
+        },
+    )
+    assert r.status_code == 204
+    assert r.headers["access-control-allow-private-network"] == "true"
+    assert r.headers["access-control-allow-origin"] == "https://hub.example"
+
+
+# -- publishing over HTTP -------------------------------------------------------------
+
+
+def post(server: EventServer, path: str, **kw) -> httpx.Response:
+    sep = "&" if "?" in path else "?"
+    return httpx.post(f"{server.local_url}{path}{sep}key={server.key}", **kw)
+
+
+def test_post_json_publishes(server: EventServer, raw_sse) -> None:
+    server.create_channel("s")
+    r = post(server, "/streams/s", json={"data": {"loss": 0.5}, "event": "update"})
+    assert r.json() == {"ids": [1]}
+    r = post(server, "/streams/s", json=[{"data": "a"}, {"data": "b", "event": "x"}])
+    assert r.json() == {"ids": [2, 3]}
+    got = raw_sse(server, f"/streams/s?key={server.key}").read_events(3)
+    assert [(e.event, e.data) for e in got] == [
+        ("update", '{"loss":0.5}'),
+        ("message", "a"),
+        ("x", "b"),
+    ]
+
+
+def test_post_text_with_event_query(server: EventServer, raw_sse) -> None:
+    server.create_channel("s")
+    r = post(
+        server,
+        "/streams/s?event=note",
+        content="two\nlines",
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+    )
+    assert r.status_code == 200
+    got = raw_sse(server, f"/streams/s?key={server.key}").read_events(1)
+    assert (got[0].event, got[0].data) == ("note", "two\nlines")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"data": "x", "event": "a\nb"}, "field 'event': event name must not contain"),
+        ({"data": "x", "event": "a\rb"}, "field 'event': event name must not contain"),
+        ({"data": "x", "id": "1\n2"}, "field 'id':"),
+        ({"data": "x", "id": "1\x002"}, "field 'id':"),
+        ({"data": "x", "event": "sse_widget.gap"}, "reserved for sse_widget"),
+        ({"data": "x", "event": 5}, "field 'event' must be a string; got int"),
+        ({"event": "x"}, 'field "data" is missing'),
+        ({"data": "x", "colour": 1}, "unknown fields ['colour']"),
+        ([{"data": 1}, 7], "item 1: expected an object"),
+    ],
+)
+def test_post_bad_fields_are_400_and_publish_nothing(server: EventServer, body, message) -> None:
+    ch = server.create_channel("s")
+    r = post(server, "/streams/s", json=body)
+    assert r.status_code == 400
+    assert message in r.json()["error"]
+    assert ch.published == 0
+
+
+def test_post_text_injection_in_event_query_is_400(server: EventServer) -> None:
+    server.create_channel("s")
+    r = post(
+        server,
+        "/streams/s?event=a%0Adata:%20evil",
+        content="x",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert r.status_code == 400
+    assert "CR or LF" in r.json()["error"]
+
+
+def test_post_bad_json_is_400(server: EventServer) -> None:
+    server.create_channel("s")
+    r = post(server, "/streams/s", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("body is not valid JSON: ")
+
+
+def test_post_oversized_body_is_413(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    r = post(
+        server, "/streams/s", content=b"x" * ((1 << 20) + 1), headers={"Content-Type": "text/plain"}
+    )
+    assert r.status_code == 413
+    assert r.json()["error"] == f"body must be at most {1 << 20} bytes; got {(1 << 20) + 1}"
+    assert ch.published == 0
+
+
+def test_unknown_stream_is_404(server: EventServer) -> None:
+    assert post(server, "/streams/nope", json={"data": 1}).status_code == 404
+    r = httpx.get(f"{server.local_url}/streams/nope?key={server.key}")
+    assert r.status_code == 404
+    assert r.json()["error"] == "no stream named 'nope'"
+    r = httpx.get(f"{server.local_url}/events?streams=nope&key={server.key}")
+    assert r.status_code == 404
+
+
+def test_unsupported_content_type_is_415(server: EventServer) -> None:
+    server.create_channel("s")
+    r = post(server, "/streams/s", content=b"x", headers={"Content-Type": "image/png"})
+    assert r.status_code == 415
+    assert "got 'image/png'" in r.json()["error"]
+
+
+# -- the multiplexed stream ---------------------------------------------------------
+
+
+def mux_rows(events) -> list[list]:
+    return [json.loads(line) for e in events for line in e.data.split("\n")]
+
+
+def test_mux_carries_several_streams_with_per_stream_resume(server: EventServer, raw_sse) -> None:
+    a, b = server.create_channel("a"), server.create_channel("b")
+    for i in range(4):
+        a.publish(f"a{i}")
+        b.publish(f"b{i}", "tick")
+    r = raw_sse(server, f"/events?key={server.key}&streams=a:3,b")
+    rows = []
+    while len(rows) < 6:
+        rows += mux_rows(r.read_events(1))
+    assert rows == [
+        [2, "b", "tick", "b0"],
+        [4, "b", "tick", "b1"],
+        [5, "a", "message", "a2"],
+        [6, "b", "tick", "b2"],
+        [7, "a", "message", "a3"],
+        [8, "b", "tick", "b3"],
+    ]
+
+
+def test_mux_message_id_resumes_every_stream(server: EventServer, raw_sse) -> None:
+    a, b = server.create_channel("a"), server.create_channel("b")
+    a.publish("a0")
+    b.publish("b0")
+    r = raw_sse(server, f"/events?key={server.key}&streams=a,b")
+    first = r.read_events(1)[0]
+    assert first.id == "2"
+    r.close()
+    a.publish("a1")
+    r2 = raw_sse(
+        server, f"/events?key={server.key}&streams=a:0,b:0", headers={"Last-Event-ID": first.id}
+    )
+    assert mux_rows(r2.read_events(1)) == [[3, "a", "message", "a1"]]
+
+
+def test_mux_gap_row(server: EventServer, raw_sse) -> None:
+    a = server.create_channel("a", max_events=2)
+    publish(a, 6)
+    r = raw_sse(server, f"/events?key={server.key}&streams=a:1")
+    rows = mux_rows(r.read_events(1))
+    assert rows[0][1:3] == ["a", "sse_widget.gap"]
+    assert json.loads(rows[0][3]) == {"missed": 3}
+    assert [row[3] for row in rows[1:]] == ["4", "5"]
+
+
+def test_mux_bad_resume_and_empty_list_are_400(server: EventServer) -> None:
+    server.create_channel("a")
+    r = httpx.get(f"{server.local_url}/events?key={server.key}&streams=a:x")
+    assert r.status_code == 400
+    assert "got 'x'" in r.json()["error"]
+    r = httpx.get(f"{server.local_url}/events?key={server.key}")
+    assert r.status_code == 400
+
+
+def test_closing_a_channel_ends_its_single_stream(server: EventServer, raw_sse) -> None:
+    server.create_channel("s")
+    r = raw_sse(server, f"/streams/s?key={server.key}")
+    wait_for(lambda: len(server.clients) == 1)
+    server.remove_channel("s")
+    with pytest.raises(ConnectionError, match="ended"):
+        r.read_events(1, timeout=5)
+
+
+# -- slow clients, many clients, leaks -------------------------------------------------
+
+
+def _buffered(server: EventServer) -> list[int]:
+    return [c.buffered() for c in server.clients]
+
+
+def test_a_client_that_never_reads_does_not_hold_back_others(server: EventServer, raw_sse) -> None:
+    ch = server.create_channel("s", max_events=1000)
+    stuck = socket.create_connection(("127.0.0.1", server.port))
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(f"GET /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    fast = raw_sse(server, f"/streams/s?key={server.key}")
+    wait_for(lambda: len(server.clients) == 2)
+    payload = "x" * 1000
+    total = 0
+    for _ in range(50):  # 50 MB through, 1,000 events a round
+        publish(ch, 1000, payload)
+        total += 1000
+        got = fast.read_events(1000, timeout=20)
+        assert got[-1].id == str(total)
+    # The stuck client holds at most about one watermark of buffered output.
+    assert max(_buffered(server)) <= 2 * server.watermark
+    stuck.close()
+
+
+def test_a_client_that_falls_behind_gets_a_gap_and_carries_on(server: EventServer) -> None:
+    ch = server.create_channel("s", max_events=100)
+    slow = RawSSE("127.0.0.1", server.port, f"/streams/s?key={server.key}")
+    try:
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        wait_for(lambda: len(server.clients) == 1)
+        for _ in range(30):
+            publish(ch, 1000, "y" * 500)
+        time.sleep(0.5)
+        got = slow.read_events(1, timeout=20, keep=lambda e: e.event == "sse_widget.gap")
+        assert json.loads(got[0].data)["missed"] > 0
+        tail = slow.read_events(1, timeout=20, keep=lambda e: e.id == "30000")
+        assert tail[0].data == "y" * 500 + "999"
+    finally:
+        slow.close()
+
+
+def test_a_thousand_clients_all_receive_everything(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    n_clients, n_events = 1000, 50
+    request = f"GET /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    done_marker = f"id: {n_events}\n".encode()
+
+    async def one() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request)
+        data = b""
+        while done_marker not in data:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            data += chunk
+        writer.close()
+        return data
+
+    async def main() -> list[bytes]:
+        tasks = [asyncio.create_task(one()) for _ in range(n_clients)]
+        while len(ch.subscribers) < n_clients:
+            await asyncio.sleep(0.05)
+        publish(ch, n_events)
+        return await asyncio.wait_for(asyncio.gather(*tasks), 60)
+
+    results = asyncio.run(main())
+    assert all(r.count(b"\ndata: ") == n_events for r in results)
+
+
+def test_no_leak_after_a_thousand_connect_disconnect_cycles(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    publish(ch, 3)
+    request = f"GET /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    for _ in range(1000):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(request)
+            sock.recv(4096)
+    wait_for(lambda: not server.clients and not ch.subscribers, what="handlers to clean up")
+
+
+# -- other threads and processes -------------------------------------------------------
+
+
+def _work(pub: Publisher, k: int) -> list[int]:
+    return [pub.send({"worker": k, "i": i}, event="work") for i in range(20)]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_process_pool_publishes(server: EventServer, method: str) -> None:
+    ch = server.create_channel("s")
+    pub = Publisher(server.local_url, server.key, "s")
+    ctx = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(4, mp_context=ctx) as pool:
+        ids = sorted(i for per in pool.map(_work, [pub] * 4, range(4)) for i in per)
+    assert len(ids) == len(set(ids)) == 80
+    wait_for(lambda: ch.total == 80)
+    seen = {(json.loads(e.data)["worker"], json.loads(e.data)["i"]) for e in ch.events()}
+    assert seen == {(k, i) for k in range(4) for i in range(20)}
+
+
+def _mp_target(pub: Publisher, q) -> None:
+    q.put(pub.send("from a process"))
+
+
+def test_multiprocessing_process_publishes(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    pub = Publisher(server.local_url, server.key, "s")
+    pub.send("from the parent")  # the parent's open connection must not leak into the child
+    q = multiprocessing.get_context("fork").Queue()
+    p = multiprocessing.get_context("fork").Process(target=_mp_target, args=(pub, q))
+    p.start()
+    p.join(20)
+    assert q.get(timeout=5) == 2
+    wait_for(lambda: ch.total == 2)
+
+
+def test_publisher_reports_server_errors(server: EventServer) -> None:
+    server.create_channel("s")
+    from sse_widget.errors import SSEError
+
+    with pytest.raises(SSEError, match="HTTP 404: no stream named 'nope'"):
+        Publisher(server.local_url, server.key, "nope").send("x")
+    with pytest.raises(SSEError, match="HTTP 403"):
+        Publisher(server.local_url, "bad", "s").send("x")
+
+
+def test_events_flow_while_the_main_thread_spins(server: EventServer, raw_sse) -> None:
+    ch = server.create_channel("s")
+    r = raw_sse(server, f"/streams/s?key={server.key}")
+    wait_for(lambda: len(ch.subscribers) == 1)
+    arrivals: list[float] = []
+
+    def read() -> None:
+        for _ in range(5):
+            r.read_events(1, timeout=30)
+            arrivals.append(time.monotonic())
+
+    t = threading.Thread(target=read)
+    t.start()
+    start = time.monotonic()
+    for i in range(5):
+        ch.publish(str(i))
+        spin_until = time.monotonic() + 0.3
+        x = 0
+        while time.monotonic() < spin_until:  # pure-Python CPU work, no sleeping
+            x += 1
+    end = time.monotonic()
+    t.join(5)
+    assert len(arrivals) == 5
+    assert arrivals[0] - start < 0.3  # the first event arrived while the loop still spun
+    assert arrivals[3] < end
+
+
+def test_server_is_one_per_process_and_fresh_after_fork() -> None:
+    from sse_widget.server import get_server
+
+    s = get_server()
+    assert get_server() is s
+    assert s.running
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: must build its own running server, not reuse the dead thread
+        try:
+            child = get_server()
+            ok = child is not s and child.running and child.port != s.port
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1"

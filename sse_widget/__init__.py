@@ -1,14 +1,32 @@
-"""sse_widget: live Server-Sent-Events streams as first-class Jupyter widgets."""
+"""sse_widget: live Server-Sent-Events streams as first-class Jupyter widgets.
+
+>>> from sse_widget import EventStream
+>>> stream = EventStream()          # doctest: +SKIP
+>>> stream.send({"loss": 0.3}, event="update")  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .errors import SSEError
+from .errors import EncodeError, FeedError, LineTooLongError, ParseError, SSEError
+from .protocol import Event
+from .publisher import Publisher
+from .widgets import EventStream
 
 try:
     __version__ = version("sse_widget")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+except PackageNotFoundError:  # pragma: no cover - a source tree without an install
     __version__ = "0.0.0"
 
-__all__ = ["SSEError", "__version__"]
+__all__ = [
+    "EncodeError",
+    "Event",
+    "EventStream",
+    "FeedError",
+    "LineTooLongError",
+    "ParseError",
+    "Publisher",
+    "SSEError",
+    "__version__",
+]

@@ -1,0 +1,218 @@
+"""The notebook widgets: :class:`EventStream` and its transport traits.
+
+State that must survive a page reload (which stream, where the server is, the view)
+lives in traitlets; the events themselves travel over SSE, or over comm messages where
+SSE cannot reach.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import pathlib
+from typing import Any
+
+import anywidget
+import traitlets
+
+from .channels import check_user_event
+from .comm import TRANSPORTS, CommPump, default_transport
+from .errors import SSEError
+from .protocol import Event
+from .publisher import Publisher
+from .serialize import to_text
+from .server import EventServer, get_server
+
+__all__ = ["VIEWS", "EventStream"]
+
+VIEWS = ("log",)
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+_MISSING_BUNDLE = """
+export default { render({ el }) {
+  el.textContent = "sse_widget: the JavaScript bundle is missing. Build it with "
+    + "`pip install -e .` or `npm run build` in the sse_widget checkout.";
+} };
+"""
+
+
+def _bundle(name: str, fallback: str) -> pathlib.Path | str:
+    path = _STATIC / name
+    return path if path.exists() else fallback
+
+
+class EventStream(anywidget.AnyWidget):
+    """A live event stream and the widget that shows it.
+
+    Parameters
+    ----------
+    view:
+        How the browser shows the events: ``"log"``.
+    history:
+        How many events the server keeps for replay (default 10,000).
+    history_bytes:
+        Optional bound on the history's encoded size.
+    name:
+        The stream's name on the server (default: a random one). Unique per kernel.
+    title:
+        A heading shown above the events.
+    max_rows:
+        How many rows the view keeps (default 500).
+    transport:
+        ``"auto"`` (default, or ``$SSE_WIDGET_TRANSPORT``): direct, then proxy, then comm.
+
+    Examples
+    --------
+    >>> stream = EventStream(title="training")  # doctest: +SKIP
+    >>> stream                                   # doctest: +SKIP
+    >>> stream.send({"loss": 0.3}, event="update")  # doctest: +SKIP
+    """
+
+    _closed = True  # until __init__ has made the channel: close() then has nothing to do
+    _esm = _bundle("widget.js", _MISSING_BUNDLE)
+    _css = _bundle("widget.css", "")
+
+    stream = traitlets.Unicode(read_only=True).tag(sync=True)
+    server_url = traitlets.Unicode(read_only=True).tag(sync=True)
+    port = traitlets.Int(read_only=True).tag(sync=True)
+    key = traitlets.Unicode(read_only=True).tag(sync=True)
+    transport = traitlets.Enum(TRANSPORTS, default_value="auto").tag(sync=True)
+    view = traitlets.Unicode("log").tag(sync=True)
+    max_rows = traitlets.Int(500).tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(
+        self,
+        view: str = "log",
+        *,
+        history: int = 10_000,
+        history_bytes: int | None = None,
+        name: str | None = None,
+        title: str = "",
+        max_rows: int = 500,
+        transport: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if transport is None:
+            transport = default_transport()
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}")
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}; got {view!r}")
+        if not isinstance(max_rows, int) or max_rows < 1:
+            raise ValueError(f"max_rows must be a positive int; got {max_rows!r}")
+        server = get_server()
+        channel = server.create_channel(name, max_events=history, max_bytes=history_bytes)
+        self._server: EventServer = server
+        self._channel = channel
+        self._closed = False
+        super().__init__(view=view, title=title, max_rows=max_rows, transport=transport, **kwargs)
+        self.set_trait("stream", channel.name)
+        self.set_trait("server_url", server.url)
+        self.set_trait("port", server.port)
+        self.set_trait("key", server.key)
+        self._pump = CommPump(channel, self.send_message, server.call_soon)
+        self.on_msg(self._on_frontend_message)
+        if transport == "comm":
+            # Python knows SSE can't work: push at once, without waiting for the page to ask
+            # (a busy cell handles no browser messages until it finishes).
+            self._pump.start(None)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send(self, data: object, event: str | None = None) -> int:
+        """Publish one event; returns its id at once, whatever the browsers do.
+
+        ``data`` may be a str (sent as is, newlines included) or anything JSON can hold
+        (dicts, lists, numbers, numpy scalars and arrays, datetimes).
+
+        Raises
+        ------
+        TypeError
+            If ``data`` cannot be serialised (the message names its type).
+        sse_widget.SSEError
+            If the event type has CR/LF or starts with ``sse_widget.``, or the stream is
+            closed.
+        """
+        if type(data) is not str:
+            data = to_text(data)
+        if event is not None:
+            check_user_event(event)
+        if self._closed:
+            raise SSEError(f"stream {self._channel.name!r} is closed; create a new EventStream")
+        return self._channel.publish(data, event)
+
+    def send_message(self, content: dict[str, Any]) -> None:
+        """Send a custom message to the frontend (ipywidgets' ``Widget.send``)."""
+        super().send(content)
+
+    def publisher(self) -> Publisher:
+        """A picklable handle whose ``.send()`` publishes here from any process."""
+        return Publisher(self._server.local_url, self._server.key, self._channel.name)
+
+    # -- looking -----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The stream's name on the server."""
+        return self._channel.name
+
+    @property
+    def url(self) -> str:
+        """A plain SSE URL for this stream (curl, another tab, any SSE client)."""
+        return self._server.stream_url(self._channel.name)
+
+    @property
+    def clients(self) -> int:
+        """How many HTTP clients are reading this stream right now."""
+        return len(self._channel.subscribers)
+
+    @property
+    def count(self) -> int:
+        """How many events were sent to this stream."""
+        return self._channel.published
+
+    @property
+    def history(self) -> list[Event]:
+        """The events the server still holds for replay, oldest first."""
+        fut: concurrent.futures.Future[list[Event]] = concurrent.futures.Future()
+
+        def snapshot() -> None:
+            self._server._drain()
+            fut.set_result(self._channel.events())
+
+        self._server.call_soon(snapshot)
+        return fut.result(timeout=10)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.count} events"
+        return f"<EventStream {self._channel.name!r}: {state}, view={self.view!r}>"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the stream: readers see it end, the widget closes, send() then raises."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pump.stop()
+        self._server.remove_channel(self._channel.name)
+        super().close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_frontend_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "comm_subscribe":
+            after = content.get("after")
+            self._pump.start(after if isinstance(after, int) and after >= 0 else None)
+        elif kind == "comm_unsubscribe" and self.transport != "comm":
+            self._pump.stop()

@@ -89,6 +89,8 @@ class CommPump:
         if self._timer is None:
             self._timer = PeriodicCallback(self._tick, self._period_ms)
             self._timer.start()
+        # Tells the view the route is live before any event arrives.
+        self._send({"type": "comm_live"})
         self._tick()
 
     def _stop(self) -> None:

@@ -344,13 +344,17 @@ class _MuxHandler(_Handler):
             return
         raw = self.get_query_argument("streams", "")
         cursors: dict[Channel, int] = {}
+        unknown: list[str] = []
         for part in raw.split(","):
             if not part:
                 continue
             name, sep, last = part.partition(":")
             ch = registry.get(name)
             if ch is None:
-                return self.fail(404, f"no stream named {name!r}")
+                # A page may still list a stream that was closed; the browser reconnects
+                # with the same URL, so one closed stream must not cut off the others.
+                unknown.append(name)
+                continue
             cursor: int | None = None
             if sep:
                 if not last.isascii() or not last.isdigit():
@@ -364,6 +368,8 @@ class _MuxHandler(_Handler):
                 cursor = floor
             cursors[ch] = ch.start_cursor(cursor)
         if not cursors:
+            if unknown:
+                return self.fail(404, f"no stream named {unknown[0]!r}")
             return self.fail(400, "query parameter 'streams' must name at least one stream")
         await self._serve(cursors, single=False)
 

@@ -304,6 +304,16 @@ def test_unknown_stream_is_404(server: EventServer) -> None:
     assert r.json()["error"] == "no stream named 'nope'"
     r = httpx.get(f"{server.local_url}/events?streams=nope&key={server.key}")
     assert r.status_code == 404
+    assert r.json()["error"] == "no stream named 'nope'"
+
+
+def test_mux_skips_closed_streams_while_one_is_known(server: EventServer, raw_sse) -> None:
+    ch = server.create_channel("here")
+    ch.publish("still served", None)
+    r = raw_sse(server, f"/events?streams=gone:3,here&key={server.key}")
+    assert r.status == 200
+    (ev,) = r.read_events(1)
+    assert json.loads(ev.data)[1:] == ["here", "message", "still served"]
 
 
 def test_unsupported_content_type_is_415(server: EventServer) -> None:

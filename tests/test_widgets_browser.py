@@ -56,16 +56,21 @@ def busy_loop(n: int, pause: float, event: str = "tick") -> str:
     )
 
 
+def expect_rows_while_busy(nb, n: int = 40) -> None:
+    """Run cell 1 (a busy loop) and check its rows show up before it finishes."""
+    nb.run_cell(1, wait=False)
+    expect(rows(nb).nth(4)).to_be_attached(timeout=10_000)
+    # Rows arrived while the cell was still running.
+    expect(nb.cell(1).locator(".jp-InputArea-prompt")).to_contain_text("*")
+    nb.wait_cell_done(1)
+    expect(rows(nb)).to_have_count(n)
+
+
 def test_events_from_a_busy_cell_appear_live_direct(lab, chromium) -> None:
     with notebook(lab, chromium, [MAKE, busy_loop(40, 0.1)]) as nb:
         nb.run_cell(0)
         expect_live(nb, "direct")
-        nb.run_cell(1, wait=False)
-        expect(rows(nb).nth(4)).to_be_attached(timeout=10_000)
-        # Rows arrived while the cell was still running.
-        expect(nb.cell(1).locator(".jp-InputArea-prompt")).to_contain_text("*")
-        nb.wait_cell_done(1)
-        expect(rows(nb)).to_have_count(40)
+        expect_rows_while_busy(nb)
         expect(rows(nb).last).to_contain_text("event 39")
         nb.screenshot("live_direct")
         assert not nb.errors
@@ -133,11 +138,7 @@ def test_forced_comm_is_live_from_a_busy_cell(lab, chromium) -> None:
     with notebook(lab, chromium, [make, busy_loop(40, 0.1)]) as nb:
         nb.run_cell(0)
         expect_live(nb, "comm")
-        nb.run_cell(1, wait=False)
-        expect(rows(nb).nth(4)).to_be_attached(timeout=10_000)
-        expect(nb.cell(1).locator(".jp-InputArea-prompt")).to_contain_text("*")
-        nb.wait_cell_done(1)
-        expect(rows(nb)).to_have_count(40)
+        expect_rows_while_busy(nb)
         assert nb.page.evaluate("window.__esStats.created") == 0  # never tried SSE
 
 
@@ -150,11 +151,7 @@ def test_falls_back_to_comm_when_nothing_else_reaches(lab, chromium) -> None:
     with notebook(lab, chromium, [make, busy_loop(40, 0.1)]) as nb:
         nb.run_cell(0)
         expect_live(nb, "comm", timeout=30_000)
-        nb.run_cell(1, wait=False)
-        expect(rows(nb).nth(4)).to_be_attached(timeout=10_000)
-        expect(nb.cell(1).locator(".jp-InputArea-prompt")).to_contain_text("*")
-        nb.wait_cell_done(1)
-        expect(rows(nb)).to_have_count(40)
+        expect_rows_while_busy(nb)
         nb.screenshot("fallback_comm")
 
 

@@ -50,6 +50,7 @@ class RawCeiling:
         self.clients: list[socket.socket] = []
         self.buf: list[bytes] = []
         self.cv = threading.Condition()
+        self.pending = False
         self.stopping = False
         threading.Thread(target=self._accept, daemon=True).start()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -68,24 +69,29 @@ class RawCeiling:
                 self.clients.append(c)
 
     def _pump(self) -> None:
+        buf = self.buf
         while not self.stopping:
             with self.cv:
-                while not self.buf and not self.stopping:
+                while not buf and not self.stopping:
                     self.cv.wait(0.05)
-                batch, self.buf = self.buf, []
+                self.pending = False
                 clients = list(self.clients)
-            if batch:
-                data = b"".join(batch)
-                for c in clients:
-                    try:
-                        c.sendall(data)
-                    except OSError:  # that client finished and left
-                        with self.cv:
-                            self.clients.remove(c)
+            # Take a prefix by length: the producer only appends, so nothing is lost and
+            # send() needs no lock (as cheap as a ceiling's producer can be).
+            n = len(buf)
+            data = b"".join(buf[:n])
+            del buf[:n]
+            for c in clients:
+                try:
+                    c.sendall(data)
+                except OSError:  # that client finished and left
+                    with self.cv:
+                        self.clients.remove(c)
 
     def send(self, s: str) -> None:
         self.buf.append(b"data: " + s.encode() + b"\n\n")
-        if len(self.buf) == 1:
+        if not self.pending:
+            self.pending = True
             with self.cv:
                 self.cv.notify()
 

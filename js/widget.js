@@ -1,5 +1,6 @@
 // The anywidget entry point: a title, a view and a status line, fed by the transport.
 import { ensureStyle } from "./src/style.js";
+import { FeedLine } from "./src/feed.js";
 import { StatusLine } from "./src/status.js";
 import { connectView } from "./src/transport.js";
 import { LogView } from "./src/views/log.js";
@@ -14,8 +15,9 @@ function render({ model, el }) {
   const title = doc.createElement("div");
   title.className = "sse-widget-title";
   const body = doc.createElement("div");
+  const feedEl = doc.createElement("div");
   const statusEl = doc.createElement("div");
-  root.append(title, body, statusEl);
+  root.append(title, feedEl, body, statusEl);
   el.append(root);
 
   const showTitle = () => {
@@ -25,6 +27,7 @@ function render({ model, el }) {
   showTitle();
   const view = new LogView(body, { maxRows: model.get("max_rows") });
   const status = new StatusLine(statusEl);
+  const feed = new FeedLine(feedEl, model);
 
   // Events are applied once per animation frame, in one batch.
   let queue = [];
@@ -58,6 +61,7 @@ function render({ model, el }) {
 
   return () => {
     disconnect();
+    feed.close();
     clearInterval(ticker);
     if (frame) cancelAnimationFrame(frame);
     model.off("change:title", showTitle);

@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import EncodeError, FeedError, LineTooLongError, ParseError, SSEError
+from .feeds import EventFeed, connect
 from .protocol import Event
 from .publisher import Publisher
 from .widgets import EventStream
@@ -22,6 +23,7 @@ except PackageNotFoundError:  # pragma: no cover - a source tree without an inst
 __all__ = [
     "EncodeError",
     "Event",
+    "EventFeed",
     "EventStream",
     "FeedError",
     "LineTooLongError",
@@ -29,4 +31,5 @@ __all__ = [
     "Publisher",
     "SSEError",
     "__version__",
+    "connect",
 ]

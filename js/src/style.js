@@ -22,6 +22,15 @@ const CSS = `
 .sse-widget-type { color: var(--jp-mirror-editor-keyword-color, #008000); white-space: nowrap; }
 .sse-widget-gap { grid-template-columns: 7.5em 1fr; color: var(--jp-warn-color1, #f57c00);
   font-style: italic; }
+.sse-widget-feed { padding: 2px 8px; font-size: var(--jp-ui-font-size0, 11px);
+  color: var(--jp-ui-font-color2, #666); border-bottom: 1px solid var(--jp-border-color2, #ddd); }
+.sse-widget-feed[data-status="open"] .sse-widget-feed-state::before { content: "● ";
+  color: var(--jp-success-color1, #388e3c); }
+.sse-widget-feed[data-status="retrying"] .sse-widget-feed-state::before,
+.sse-widget-feed[data-status="connecting"] .sse-widget-feed-state::before { content: "● ";
+  color: var(--jp-warn-color1, #f57c00); }
+.sse-widget-feed-error { color: var(--jp-error-color1, #d32f2f); white-space: pre-wrap;
+  font-family: var(--jp-code-font-family, monospace); max-height: 8em; overflow: auto; }
 `;
 
 export function ensureStyle(doc) {

@@ -293,6 +293,7 @@ export class CommLink {
  * function. `onRows` gets only rows the view has not seen.
  */
 export function connectView(model, { onRows, onStatus, env } = {}) {
+  if (model.get("via") === "browser") return connectBrowserFeed(model, { onRows, onStatus, env });
   const cursor = new Cursor(null);
   const stream = model.get("stream");
   const transport = model.get("transport");
@@ -326,4 +327,26 @@ export function connectView(model, { onRows, onStatus, env } = {}) {
     hub.remove(sub);
     if (comm) comm.close();
   };
+}
+
+/**
+ * A feed made with via="browser": this page opens its own EventSource to the third-party
+ * URL (which must allow CORS). It hears only the event types listed in `browser_events`,
+ * because EventSource has no "every type" listener. Python sees none of these events.
+ */
+export function connectBrowserFeed(model, { onRows, onStatus, env } = {}) {
+  const EventSourceImpl = env?.EventSource ?? globalThis.EventSource;
+  const source = new EventSourceImpl(model.get("browser_url"));
+  let seq = 0;
+  const status = (state) => onStatus({ transport: "browser", state });
+  status("connecting");
+  source.onopen = () => status("live");
+  source.onerror = () => status(source.readyState === 2 ? "closed" : "retrying");
+  const handler = (ev) => {
+    seq += 1;
+    onRows([{ id: seq, type: ev.type, data: ev.data, sourceId: ev.lastEventId }]);
+  };
+  const types = model.get("browser_events") ?? ["message"];
+  for (const type of types) source.addEventListener(type, handler);
+  return () => source.close();
 }

@@ -8,7 +8,15 @@ import http from "node:http";
 import { createInterface } from "node:readline";
 import { EventSource } from "eventsource";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CommLink, Cursor, Hub, connectView, hubFor, parseMux, routesFor } from "../src/transport.js";
+import {
+  CommLink,
+  Cursor,
+  Hub,
+  connectView,
+  hubFor,
+  parseMux,
+  routesFor,
+} from "../src/transport.js";
 
 class Server {
   async start() {
@@ -310,5 +318,37 @@ describe("comm", () => {
     const cfg = { serverUrl: server.url, port: server.port, key: server.key, transport: "auto" };
     expect(hubFor(cfg, registry)).toBe(hubFor({ ...cfg }, registry));
     expect(hubFor({ ...cfg, transport: "comm" }, registry)).not.toBe(hubFor(cfg, registry));
+  });
+});
+
+describe("via=browser feeds", () => {
+  it("open their own EventSource to the URL and hear the listed types", async () => {
+    await server.cmd("create", "ext");
+    const rec = recordingEventSource();
+    const url = `${server.url}/streams/ext?key=${server.key}`;
+    const model = fakeModel({ via: "browser", browser_url: url, browser_events: ["message", "tick"] });
+    const rows = [];
+    const statuses = [];
+    const stop = connectView(model, {
+      onRows: (r) => rows.push(...r),
+      onStatus: (s) => statuses.push(s),
+      env: rec,
+    });
+    expect(rec.made.map((es) => es.url)).toEqual([url]);
+    await until(() => statuses.at(-1)?.state === "live", "the EventSource to open");
+    await server.cmd("send", "ext", "a", null);
+    await server.cmd("send", "ext", "b", "tick");
+    await server.cmd("send", "ext", "unheard", "other");
+    await server.cmd("send", "ext", "c", null);
+    await until(() => rows.length >= 3, "three rows");
+    expect(rows.map((r) => [r.type, r.data])).toEqual([
+      ["message", "a"],
+      ["tick", "b"],
+      ["message", "c"],
+    ]);
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 3]);
+    expect(statuses[0]).toEqual({ transport: "browser", state: "connecting" });
+    stop();
+    expect(rec.made[0].readyState).toBe(2);
   });
 });

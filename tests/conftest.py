@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from browser import JupyterServer, launch_chromium
 from helpers import RawSSE
+from playwright.sync_api import Browser, sync_playwright
 
 from sse_widget.server import EventServer
 
@@ -31,3 +33,20 @@ def raw_sse() -> Iterator[Callable[..., RawSSE]]:
     yield open_
     for r in opened:
         r.close()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[JupyterServer]:
+    """One real JupyterLab for every browser test (each test opens its own notebook)."""
+    srv = JupyterServer("lab")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """Headless Debian Chromium driven by Python Playwright."""
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        yield browser
+        browser.close()

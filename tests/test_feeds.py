@@ -20,8 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+from browser import notebook
 from helpers import wait_for
 from httpx_sse import connect_sse
+from playwright.sync_api import expect
 from tornado.httpserver import HTTPServer
 from tornado.iostream import StreamClosedError
 from tornado.web import Application, RequestHandler
@@ -730,3 +732,78 @@ def test_sse_starlette_401_shows_the_json_body(starlette, feeds) -> None:
 def test_event_feed_is_made_by_connect() -> None:
     with pytest.raises(TypeError, match=r"make an EventFeed with sse_widget.connect\(url, ...\)"):
         EventFeed("http://127.0.0.1:9/x")  # type: ignore[arg-type]
+
+
+# -- in a real browser: JupyterLab in headless Chromium --------------------------------------
+
+
+@pytest.mark.browser
+def test_feed_events_and_errors_appear_in_its_widget(bad, lab, chromium) -> None:
+    """Transport: direct (the feed's channel is served by the kernel's event server)."""
+
+    @scenario(bad, "tokens")
+    async def _(h: _Handler, n: int) -> None:
+        h.sse()
+        for i in range(5):
+            await h.emit(f"event: token\ndata: word {i}\n\n")
+            await asyncio.sleep(0.2)
+
+    @scenario(bad, "denied")
+    async def _(h: _Handler, n: int) -> None:
+        h.set_status(401)
+        h.write("<b>no key</b> <img src=x onerror=alert(1)>")
+
+    cells = [
+        f"from sse_widget import connect\nfeed = connect('{bad.url}/tokens', method='POST')\nfeed",
+        f"denied = connect('{bad.url}/denied')\ndenied",
+    ]
+    with notebook(lab, chromium, cells) as nb:
+        nb.run_cell(0)
+        w = nb.widget(0)
+        expect(w.locator(".sse-widget-row")).to_have_count(5, timeout=20_000)
+        expect(w.locator(".sse-widget-row").last).to_contain_text("token")
+        expect(w.locator(".sse-widget-row").last).to_contain_text("word 4")
+        line = w.locator(".sse-widget-feed")
+        expect(line).to_have_attribute("data-status", "closed", timeout=10_000)
+        expect(line).to_contain_text(f"POST {bad.url}/tokens · closed")
+        expect(w.locator(".sse-widget-status")).to_have_attribute("data-transport", "direct")
+        nb.run_cell(1)
+        err = nb.widget(1).locator(".sse-widget-feed-error")
+        # Third-party text is shown as text: the markup is visible, no element is made.
+        expect(err).to_have_text(
+            "HTTP 401 Unauthorized: <b>no key</b> <img src=x onerror=alert(1)>", timeout=10_000
+        )
+        assert nb.widget(1).locator("b, img").count() == 0
+        expect(nb.widget(1).locator(".sse-widget-feed")).to_have_attribute("data-status", "error")
+        nb.screenshot("feed_widget")
+        assert not nb.errors
+
+
+@pytest.mark.browser
+def test_via_browser_the_page_reads_the_url_itself(bad, lab, chromium) -> None:
+    """Transport: the page's own EventSource to a CORS-enabled third-party URL."""
+
+    @scenario(bad, "public")
+    async def _(h: _Handler, n: int) -> None:
+        h.sse()
+        h.set_header("Access-Control-Allow-Origin", "*")
+        await h.emit("event: tick\ndata: from the browser\n\n")
+        await h.emit("event: ignored\ndata: not listed\n\ndata: plain\n\n")
+        await asyncio.sleep(30)
+
+    cell = (
+        "from sse_widget import connect\n"
+        f"feed = connect('{bad.url}/public', via='browser', events=['message', 'tick'])\nfeed"
+    )
+    with notebook(lab, chromium, [cell]) as nb:
+        before = len(bad.seen("public"))
+        nb.run_cell(0)
+        w = nb.widget(0)
+        expect(w.locator(".sse-widget-row")).to_have_count(2, timeout=20_000)
+        expect(w.locator(".sse-widget-row").first).to_contain_text("from the browser")
+        expect(w.locator(".sse-widget-row").last).to_contain_text("plain")
+        expect(w.locator(".sse-widget-status")).to_have_attribute("data-transport", "browser")
+        # The page made the request, with an Origin; the kernel made none.
+        wait_for(lambda: len(bad.seen("public")) > before, what="the browser's request")
+        assert "Origin" in bad.seen("public")[-1]["headers"]
+        assert not nb.errors

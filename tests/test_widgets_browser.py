@@ -6,30 +6,13 @@ server, jupyter-server-proxy and the comm channel are the real ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from browser import JupyterServer, launch_chromium, notebook
-from playwright.sync_api import Browser, expect, sync_playwright
+from browser import JupyterServer, notebook
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
 MAKE = "from sse_widget import EventStream\nstream = EventStream(title='t')\nstream"
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[JupyterServer]:
-    srv = JupyterServer("lab")
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
 
 
 def rows(nb, widget: int = 0):

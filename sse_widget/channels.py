@@ -19,7 +19,7 @@ import json
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from .errors import EncodeError
@@ -173,12 +173,33 @@ class Channel:
             reg.last_id = i = reg.last_id + 1
             self._pending.append((i, event, data))
             if not self._dirty:
-                self._dirty = True
-                reg.dirty.append(self)
-                if not reg.drain_scheduled:
-                    reg.drain_scheduled = True
-                    reg.wake()
+                self._mark_dirty()
         return i
+
+    def publish_many(self, events: Sequence[str | None], datas: Sequence[str]) -> int:
+        """Queue many events in one go (types and data side by side); returns the last id.
+
+        As :meth:`publish`, for callers with a batch in hand (a feed's chunk of events).
+        """
+        if len(events) != len(datas):
+            raise ValueError(f"{len(events)} event types for {len(datas)} data strings")
+        reg = self.registry
+        with reg.lock:
+            first = reg.last_id + 1
+            reg.last_id = last = reg.last_id + len(datas)
+            self._pending.extend(zip(range(first, last + 1), events, datas, strict=True))
+            if not self._dirty:
+                self._mark_dirty()
+        return last
+
+    def _mark_dirty(self) -> None:
+        # Called with the registry's lock held: one drain for every channel with news.
+        reg = self.registry
+        self._dirty = True
+        reg.dirty.append(self)
+        if not reg.drain_scheduled:
+            reg.drain_scheduled = True
+            reg.wake()
 
     def publish_once(self, key: str, data: str, event: str | None = None) -> int:
         """Like :meth:`publish`, but a second call with the same ``key`` returns the first id.

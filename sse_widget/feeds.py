@@ -24,12 +24,13 @@ import contextlib
 import dataclasses
 import email.utils
 import json as _json
+import operator
 import random
 import sys
 import threading
 import time
 import traceback
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -44,7 +45,7 @@ from tornado.tcpclient import TCPClient
 from .channels import RESERVED_PREFIX
 from .dispatch import Dispatcher, dispatcher_for_caller
 from .errors import FeedError, LineTooLongError, SSEError
-from .protocol import Event, EventParser
+from .protocol import Event, EventParser, Row
 from .widgets import EventStream
 
 __all__ = ["FEED_STATES", "EventFeed", "connect"]
@@ -56,7 +57,6 @@ DEFAULT_RETRY_MS = 1000
 DEFAULT_MAX_BACKOFF = 30.0
 ERROR_BODY_BYTES = 2048
 _MAX_REDIRECTS = 5
-_MAX_SEEN_IDS = 100_000
 
 Callback = Callable[[Event], object]
 F = TypeVar("F", bound=Callback)
@@ -169,31 +169,40 @@ class _Record:
 
     The server thread appends; :meth:`EventFeed.wait` blocks on the condition, ``async
     for`` iterators are woken on their own loops, and :attr:`EventFeed.events` copies.
+    Events are held as plain tuples of strings, which the garbage collector stops
+    tracking: a full history of :class:`Event` objects would make every full collection
+    walk it (a third of the ingest time, measured).
     """
 
     def __init__(self, maxlen: int) -> None:
         self.cond = threading.Condition()
-        self.events: deque[tuple[int, Event]] = deque(maxlen=maxlen)
-        self.total = 0
+        self.rows: deque[Row] = deque(maxlen=maxlen)
+        self.total = 0  # events ever added; rows[-1] is event number `total` (from 1)
         self.status = "connecting"
         self.error = ""
+        self.done = threading.Event()  # set once the status is final (join() waits on it)
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
     def ended(self) -> bool:
         return self.status in ("closed", "error")
 
-    def add(self, events: list[Event]) -> None:
+    def add(self, rows: list[Row]) -> None:
         with self.cond:
-            for ev in events:
-                self.total += 1
-                self.events.append((self.total, ev))
+            self.total += len(rows)
+            self.rows.extend(rows)
             self._wake()
+
+    def events(self) -> list[Event]:
+        with self.cond:
+            return [Event(*row) for row in self.rows]
 
     def set_status(self, status: str, error: str = "") -> None:
         with self.cond:
             self.status = status
             self.error = error
+            if self.ended:
+                self.done.set()
             self._wake()
 
     def _wake(self) -> None:
@@ -205,17 +214,17 @@ class _Record:
                 loop.call_soon_threadsafe(_resolve, fut)
 
     def next_after(self, cursor: int, event: str | None) -> tuple[int, Event | None]:
-        """The first event after ``cursor`` that matches, and the new cursor.
+        """The first event after number ``cursor`` that matches, and the new cursor.
 
         Called with the condition held. Events that no longer fit the record are skipped.
         """
-        for seq, ev in self.events:
-            if seq <= cursor:
-                continue
-            cursor = seq
-            if event is None or ev.event == event:
-                return cursor, ev
-        return max(cursor, self.total), None
+        rows = self.rows
+        first = self.total - len(rows) + 1  # the number of rows[0]
+        for i in range(max(cursor + 1, first) - first, len(rows)):
+            row = rows[i]
+            if event is None or row[0] == event:
+                return first + i, Event(*row)
+        return self.total, None
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -361,12 +370,11 @@ class _FeedClient:
         self.wake: asyncio.Event | None = None
         self.idle: asyncio.TimerHandle | None = None
         self.attempt = _Attempt()
-        # Ids delivered on earlier connections (de-duplication across reconnects) and on
-        # this one (merged in when it ends).
-        self.seen: OrderedDict[str, None] = OrderedDict()
-        self.current: dict[str, None] = {}
+        # The ids delivered before this connection, which it must not deliver again: those
+        # of the events the record holds (the last `history` of them).
+        self.seen: set[str] = set()
         self.prev_id = ""
-        self.first = True
+        self.dropping = False
 
     # -- lifecycle (server thread) ---------------------------------------------------------
 
@@ -416,9 +424,8 @@ class _FeedClient:
     async def _fetch(self) -> _Attempt:
         req = self.request
         self.attempt = att = _Attempt()
-        self.current = {}
-        self.first = True
-        self.prev_id = self.last_event_id
+        self.dropping = False
+        self.prev_id = ""  # the parser's id buffer, which each new stream starts empty
         headers = HTTPHeaders(req.headers)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
@@ -492,7 +499,7 @@ class _FeedClient:
         if att.kind != "events":
             return
         try:
-            events = self.parser.feed(chunk)
+            events = self.parser.feed_rows(chunk)
         except LineTooLongError as exc:
             att.fatal = f"{exc} (raise max_line_bytes= in connect() if such lines are expected)"
             if self.tcp is not None:
@@ -505,15 +512,15 @@ class _FeedClient:
         # A stream that ended without error may dispatch its unterminated last event (opt in).
         tail = self.parser.close()
         if att.kind == "events" and error is None and not att.fatal and tail:
-            self._deliver(tail)
+            self._deliver([(ev.event, ev.data, ev.id, ev.retry) for ev in tail])
         self.last_event_id = self.parser.last_event_id
         if self.parser.retry is not None:
             self.retry_ms = self.parser.retry
-        for key in self.current:
-            self.seen[key] = None
-            self.seen.move_to_end(key)
-        while len(self.seen) > _MAX_SEEN_IDS:
-            self.seen.popitem(last=False)
+        if self.request.reconnect:
+            # What the next connection must not deliver again: the ids the record holds.
+            with self.feed._record.cond:
+                self.seen = set(map(_ID, self.feed._record.rows))
+            self.seen.discard("")
         att.error = error
 
     # -- idleness --------------------------------------------------------------------------
@@ -539,21 +546,28 @@ class _FeedClient:
 
     # -- events ----------------------------------------------------------------------------
 
-    def _deliver(self, events: list[Event]) -> None:
-        fresh: list[Event] = []
-        seen, current = self.seen, self.current
-        for ev in events:
-            key = ev.id
-            # An event without an id field carries the previous one's id: only an id that
-            # changed (or the first one on a new connection) names an event of its own.
-            own = bool(key) and (self.first or key != self.prev_id)
-            self.first = False
-            self.prev_id = key
-            if own:
-                if key in seen:
-                    continue  # replayed by a server that ignored Last-Event-ID
-                current[key] = None
-            fresh.append(ev)
+    def _deliver(self, rows: list[Row]) -> None:
+        seen = self.seen
+        if not seen:  # the first connection: nothing can be a repeat
+            fresh = rows
+            prev = rows[-1][2]
+        else:
+            # An event without an id field carries the id in force on this stream (at
+            # first ""): only an id that changed names an event of its own. What a server
+            # that ignored Last-Event-ID replays is dropped, with the id-less events that
+            # follow it.
+            prev = self.prev_id
+            fresh = []
+            dropping = self.dropping
+            for row in rows:
+                key = row[2]
+                if key != prev:
+                    prev = key
+                    dropping = key in seen
+                if not dropping:
+                    fresh.append(row)
+            self.dropping = dropping
+        self.prev_id = prev
         if fresh:
             self.attempt.events += len(fresh)
             self.feed._deliver(fresh)
@@ -642,6 +656,9 @@ def _describe(error: BaseException) -> str:
 # -- the widget ----------------------------------------------------------------------------
 
 
+_TYPE, _DATA, _ID = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+
+
 def _channel_type(event: str) -> str | None:
     if event == "message":
         return None
@@ -677,10 +694,15 @@ class EventFeed(EventStream):
         self._handlers: dict[str, list[Callback]] = {}
         self._reported: set[int] = set()
         self._lock = threading.Lock()
-        self._main_queue: list[tuple[str, Any]] = []
+        self._main_queue: list[tuple[str, Any]] = []  # ("events", rows) or ("status", ...)
         self._main_scheduled = False
+        self._main_rows = 0  # events waiting for the main thread
+        self._main_limit = history
+        self._enqueued = 0  # events ever queued for it (the count trait)
+        self._skipped = 0
         self._wait_cursor = 0
         self._client: _FeedClient | None = None
+        self._types: dict[str, str | None] = {}  # event type -> the channel's type for it
         super().__init__(view, history=history, **kwargs)
         self._dispatch: Dispatcher = dispatcher_for_caller()
         self.set_trait("source", f"{request.method} {_shown_url(request.url)}")
@@ -696,12 +718,15 @@ class EventFeed(EventStream):
 
     # -- from the server thread ------------------------------------------------------------
 
-    def _deliver(self, events: list[Event]) -> None:
-        self._record.add(events)
-        publish = self._channel.publish
-        for ev in events:
-            publish(ev.data, _channel_type(ev.event))
-        self._to_main("events", events)
+    def _deliver(self, rows: list[Row]) -> None:
+        self._record.add(rows)
+        types = self._types
+        names = list(map(_TYPE, rows))
+        for name in set(names):
+            if name not in types:
+                types[name] = _channel_type(name)
+        self._channel.publish_many(list(map(types.__getitem__, names)), list(map(_DATA, rows)))
+        self._to_main("events", rows)
 
     def _state(self, status: str, error: str = "") -> None:
         rec = self._record
@@ -715,14 +740,33 @@ class EventFeed(EventStream):
     def _to_main(self, kind: str, payload: Any) -> None:
         with self._lock:
             q = self._main_queue
-            if kind == "events" and q and q[-1][0] == "events":
-                q[-1][1].extend(payload)
+            if kind == "events":
+                self._enqueued += len(payload)
+                self._main_rows += len(payload)
+                if q and q[-1][0] == "events":
+                    q[-1][1].extend(payload)
+                else:
+                    q.append((kind, list(payload)))
+                if self._main_rows > self._main_limit:
+                    self._trim_main()
             else:
-                q.append((kind, list(payload) if kind == "events" else payload))
+                q.append((kind, payload))
             if self._main_scheduled:
                 return
             self._main_scheduled = True
         self._dispatch(self._apply)
+
+    def _trim_main(self) -> None:
+        # Called with the lock held. A kernel that stays busy runs no callbacks: keep the
+        # newest `history` events for them rather than let memory grow without bound.
+        extra = self._main_rows - self._main_limit
+        for kind, rows in self._main_queue:
+            if kind == "events" and extra > 0:
+                k = min(extra, len(rows))
+                del rows[:k]
+                extra -= k
+                self._main_rows -= k
+                self._skipped += k
 
     # -- on the main thread ----------------------------------------------------------------
 
@@ -730,6 +774,18 @@ class EventFeed(EventStream):
         with self._lock:
             queue, self._main_queue = self._main_queue, []
             self._main_scheduled = False
+            self._main_rows = 0
+            skipped, self._skipped = self._skipped, 0
+            count = self._enqueued
+            handlers = {k: list(v) for k, v in self._handlers.items() if v}
+        if skipped and handlers:
+            print(
+                f"sse_widget: callbacks of {self.source} fell {skipped:,} events behind while "
+                "the kernel was busy, and the oldest were skipped; feed.events and feed.wait() "
+                "still have them (up to history=)",
+                file=sys.stderr,
+            )
+        every = handlers.get("*", [])
         for kind, payload in queue:
             if kind == "status":
                 status, error = payload
@@ -737,17 +793,16 @@ class EventFeed(EventStream):
                     self.set_trait("error", error)
                     self.set_trait("status", status)
                 continue
-            events: list[Event] = payload
-            self.set_trait("count", self.count + len(events))
-            self.set_trait("last_event", events[-1])
-            with self._lock:
-                handlers = {k: list(v) for k, v in self._handlers.items()}
+            if not payload:
+                continue
+            self.set_trait("last_event", Event(*payload[-1]))
             if not handlers:
                 continue
-            every = handlers.get("*", [])
-            for ev in events:
+            for row in payload:
+                ev = Event(*row)
                 for cb in handlers.get(ev.event, []) + every:
                     self._call(cb, ev)
+        self.set_trait("count", count)
 
     def _call(self, cb: Callback, ev: Event) -> None:
         try:
@@ -795,8 +850,7 @@ class EventFeed(EventStream):
     def events(self) -> list[Event]:
         """The events received so far (the last ``history`` of them), oldest first."""
         self._no_browser("feed.events")
-        with self._record.cond:
-            return [ev for _, ev in self._record.events]
+        return self._record.events()
 
     def __len__(self) -> int:
         """How many events arrived, also while a cell is busy (``count`` lags until idle)."""
@@ -839,12 +893,11 @@ class EventFeed(EventStream):
         """Block until the feed has ended; returns its final status (``closed``/``error``)."""
         self._no_browser("feed.join()")
         rec = self._record
-        with rec.cond:
-            if not rec.cond.wait_for(lambda: rec.ended, timeout):
-                raise TimeoutError(
-                    f"expected the feed to end within {timeout:g} s; it is still {rec.status}"
-                )
-            return rec.status
+        if not rec.done.wait(timeout):
+            raise TimeoutError(
+                f"expected the feed to end within {timeout:g} s; it is still {rec.status}"
+            )
+        return rec.status
 
     def __aiter__(self) -> AsyncIterator[Event]:
         self._no_browser("async for")
@@ -903,9 +956,7 @@ class EventFeed(EventStream):
             self._server.call_soon(self._client.abort)
         else:
             self._state("closed")
-        rec = self._record
-        with rec.cond:
-            rec.cond.wait_for(lambda: rec.ended, 5.0)
+        self._record.done.wait(5.0)
 
     def __enter__(self) -> EventFeed:
         return self

@@ -171,6 +171,27 @@ def test_drop_mid_event_reconnects_with_last_event_id_and_delivers_each_event_on
     assert feed.last_event == Event("message", "d", "4")
 
 
+def test_a_replay_drops_the_id_less_events_that_follow_a_repeated_id(bad, feeds) -> None:
+    @scenario(bad, "replay")
+    async def _(h: _Handler, n: int) -> None:
+        if n == 2:
+            h.set_status(204)
+            return
+        h.sse()
+        await h.emit("id: 1\ndata: a\n\ndata: a, continued\n\n")
+        if n == 1:
+            await h.emit("id: 2\ndata: b\n\ndata: b, continued\n\n")
+
+    feed = open_feed(feeds, f"{bad.url}/replay")
+    assert feed.join(10) == "closed"
+    assert [(e.id, e.data) for e in feed.events] == [
+        ("1", "a"),
+        ("1", "a, continued"),
+        ("2", "b"),
+        ("2", "b, continued"),
+    ]
+
+
 def test_retry_field_sets_the_reconnection_time(bad, feeds) -> None:
     @scenario(bad, "retry")
     async def _(h: _Handler, n: int) -> None:

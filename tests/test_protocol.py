@@ -630,6 +630,24 @@ def test_roundtrip_encode_then_parse_split_anywhere(items: list[Item], data: st.
     assert parser_state(chunks) == expected_state(items)
 
 
+@given(
+    wire=st.binary(max_size=300)
+    | st.lists(st.sampled_from([b"data: x", b"id: 7", b"event: e", b"retry: 5", b":c", b""])).map(
+        lambda lines: b"\n".join(lines)
+    ),
+    data=st.data(),
+)
+def test_feed_rows_gives_the_same_events_as_feed(wire: bytes, data: st.DataObject) -> None:
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
+    chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    p, q = EventParser(), EventParser()
+    events = [ev for c in chunks for ev in p.feed(c)]
+    rows = [row for c in chunks for row in q.feed_rows(c)]
+    assert rows == [(e.event, e.data, e.id, e.retry) for e in events]
+    assert [Event(*row) for row in rows] == events
+    assert (q.last_event_id, q.retry) == (p.last_event_id, p.retry)
+
+
 # -- real third-party clients read our bytes -----------------------------------------
 
 TRICKY_ITEMS: list[Item] = [

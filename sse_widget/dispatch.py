@@ -22,9 +22,20 @@ __all__ = ["Dispatcher", "dispatcher_for_caller"]
 class Dispatcher:
     """Runs callables in order, on one chosen thread, off the caller's thread."""
 
-    def __init__(self, post: Callable[[Callable[[], None]], None], where: str) -> None:
+    def __init__(
+        self, post: Callable[[Callable[[], None]], None], where: str, thread: int | None = None
+    ) -> None:
         self._post = post
         self.where = where
+        self.thread = thread  # the ident of the thread it runs on, when that is fixed
+
+    def may_run_here(self) -> bool:
+        """Whether the calling thread may run this dispatcher's work itself, right now.
+
+        In a kernel only the loop's own thread may (trait updates stay on the main thread);
+        with our dispatcher thread any thread may, since no kernel is there to mind.
+        """
+        return self.thread is None or self.thread == threading.get_ident()
 
     def __call__(self, fn: Callable[[], None]) -> None:
         """Schedule ``fn``; safe from any thread; never blocks."""
@@ -76,4 +87,4 @@ def dispatcher_for_caller() -> Dispatcher:
     def post(fn: Callable[[], None]) -> None:
         loop.call_soon_threadsafe(fn)
 
-    return Dispatcher(post, "event loop")
+    return Dispatcher(post, "event loop", threading.get_ident())

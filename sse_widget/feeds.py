@@ -694,6 +694,7 @@ class EventFeed(EventStream):
         self._handlers: dict[str, list[Callback]] = {}
         self._reported: set[int] = set()
         self._lock = threading.Lock()
+        self._apply_lock = threading.RLock()
         self._main_queue: list[tuple[str, Any]] = []  # ("events", rows) or ("status", ...)
         self._main_scheduled = False
         self._main_rows = 0  # events waiting for the main thread
@@ -719,14 +720,16 @@ class EventFeed(EventStream):
     # -- from the server thread ------------------------------------------------------------
 
     def _deliver(self, rows: list[Row]) -> None:
-        self._record.add(rows)
         types = self._types
         names = list(map(_TYPE, rows))
         for name in set(names):
             if name not in types:
                 types[name] = _channel_type(name)
         self._channel.publish_many(list(map(types.__getitem__, names)), list(map(_DATA, rows)))
+        # Queued for the main thread before a waiter can see it: wait() and join() then
+        # always find the traits' share of what they saw.
         self._to_main("events", rows)
+        self._record.add(rows)
 
     def _state(self, status: str, error: str = "") -> None:
         rec = self._record
@@ -734,8 +737,8 @@ class EventFeed(EventStream):
             return  # closed or failed: that is final
         if status == rec.status and error == rec.error:
             return
-        rec.set_status(status, error)
         self._to_main("status", (status, error))
+        rec.set_status(status, error)
 
     def _to_main(self, kind: str, payload: Any) -> None:
         with self._lock:
@@ -770,7 +773,17 @@ class EventFeed(EventStream):
 
     # -- on the main thread ----------------------------------------------------------------
 
+    def _catch_up(self) -> None:
+        """Apply what waits for the main thread now, if this thread may (see Dispatcher)."""
+        if self._dispatch.may_run_here():
+            self._apply()
+
     def _apply(self) -> None:
+        # One apply at a time, so that callbacks run in order whoever applies.
+        with self._apply_lock:
+            self._apply_queued()
+
+    def _apply_queued(self) -> None:
         with self._lock:
             queue, self._main_queue = self._main_queue, []
             self._main_scheduled = False
@@ -825,9 +838,10 @@ class EventFeed(EventStream):
     def on(self, event: str, callback: F | None = None) -> Any:
         """Call ``callback(event)`` for each event of type ``event`` (``"*"``: all events).
 
-        Callbacks run on the kernel's main thread (in a plain Python process, on a thread
-        of ours), in order, once per event; a callback that raises is reported once and
-        the feed goes on. Without ``callback``, returns a decorator.
+        Callbacks run in order, once per event, on the kernel's main thread: when it is
+        idle, or inside :meth:`wait`, :meth:`join` and :meth:`close`. (In a plain Python
+        process, on a thread of ours, or inside those calls.) A callback that raises is
+        reported once and the feed goes on. Without ``callback``, returns a decorator.
         """
         if not isinstance(event, str) or not event:
             raise TypeError(f"event must be an event type such as 'message', or '*'; got {event!r}")
@@ -861,7 +875,8 @@ class EventFeed(EventStream):
 
         Each call returns the event after the one the previous call returned, starting with
         the feed's first event, so ``while True: feed.wait()`` sees every event. It waits on
-        a thread-safe condition, so it works inside a busy cell.
+        a thread-safe condition, so it works inside a busy cell. Before it returns, the
+        traits and ``on()`` callbacks catch up with what arrived (on the kernel's thread).
 
         Raises
         ------
@@ -877,7 +892,7 @@ class EventFeed(EventStream):
             while True:
                 self._wait_cursor, ev = rec.next_after(self._wait_cursor, event)
                 if ev is not None:
-                    return ev
+                    break
                 if rec.ended:
                     raise FeedError(self._ended_text(event))
                 left = None if deadline is None else deadline - time.monotonic()
@@ -888,6 +903,8 @@ class EventFeed(EventStream):
                         f"{rec.total} events so far)"
                     )
                 rec.cond.wait(left)
+        self._catch_up()
+        return ev
 
     def join(self, timeout: float | None = None) -> str:
         """Block until the feed has ended; returns its final status (``closed``/``error``)."""
@@ -897,6 +914,7 @@ class EventFeed(EventStream):
             raise TimeoutError(
                 f"expected the feed to end within {timeout:g} s; it is still {rec.status}"
             )
+        self._catch_up()
         return rec.status
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -957,6 +975,7 @@ class EventFeed(EventStream):
         else:
             self._state("closed")
         self._record.done.wait(5.0)
+        self._catch_up()
 
     def __enter__(self) -> EventFeed:
         return self

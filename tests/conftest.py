@@ -43,9 +43,14 @@ def lab() -> Iterator[JupyterServer]:
     srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """Headless Debian Chromium driven by Python Playwright."""
+    """Headless Debian Chromium driven by Python Playwright.
+
+    Per module, not per session: Playwright's sync API keeps an asyncio loop running on the
+    main thread while it is open, and tests after it must not find one (asyncio.run() and
+    our dispatcher both look). Browser tests therefore come last in their modules.
+    """
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         yield browser

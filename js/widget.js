@@ -1,11 +1,32 @@
-// The anywidget entry point: a title, a view and a status line, fed by the transport.
-import { ensureStyle } from "./src/style.js";
+// The anywidget entry point: title, feed line, controls, a view and a status line, fed by
+// the transport. Events are applied once per animation frame, in one batch; the widget keeps
+// the last max_rows of them so that switching views or filters shows what already arrived,
+// and saves a snapshot of them in the `snapshot` trait (about once a second) so that a
+// notebook saved with its widget state shows its last events without a kernel.
 import { FeedLine } from "./src/feed.js";
 import { StatusLine } from "./src/status.js";
+import { ensureStyle } from "./src/style.js";
+import { Toolbar } from "./src/toolbar.js";
 import { connectView } from "./src/transport.js";
+import { ChartView } from "./src/views/chart.js";
+import { LastView } from "./src/views/last.js";
 import { LogView } from "./src/views/log.js";
+import { PROGRESS_EVENT, ProgressView } from "./src/views/progress.js";
 
+export const VIEWS = { log: LogView, last: LastView, chart: ChartView, progress: ProgressView };
 const STATUS_EVERY_MS = 500;
+const SNAPSHOT_EVERY_MS = 1000;
+export const SNAPSHOT_ROWS = 200;
+
+/** What a snapshot keeps: the last rows, and the last state of every progress bar. */
+export function snapshotRows(recent, bars, limit = SNAPSHOT_ROWS) {
+  const tail = recent.slice(-limit);
+  const inTail = new Set(tail);
+  const extra = [...bars.values()].filter((r) => !inTail.has(r));
+  return [...extra, ...tail]
+    .sort((a, b) => a.id - b.id)
+    .map(({ id, type, data, time, gap, missed }) => (gap ? { id, type, gap, missed, time } : { id, type, data, time }));
+}
 
 function render({ model, el }) {
   const doc = el.ownerDocument;
@@ -14,10 +35,12 @@ function render({ model, el }) {
   root.className = "sse-widget";
   const title = doc.createElement("div");
   title.className = "sse-widget-title";
-  const body = doc.createElement("div");
   const feedEl = doc.createElement("div");
+  const toolEl = doc.createElement("div");
+  const body = doc.createElement("div");
+  body.className = "sse-widget-body";
   const statusEl = doc.createElement("div");
-  root.append(title, feedEl, body, statusEl);
+  root.append(title, feedEl, toolEl, body, statusEl);
   el.append(root);
 
   const showTitle = () => {
@@ -25,18 +48,98 @@ function render({ model, el }) {
     title.hidden = !model.get("title");
   };
   showTitle();
-  const view = new LogView(body, { maxRows: model.get("max_rows") });
   const status = new StatusLine(statusEl);
   const feed = new FeedLine(feedEl, model);
 
-  // Events are applied once per animation frame, in one batch.
+  let maxRows = model.get("max_rows");
+  let recent = []; // the last max_rows rows, every type
+  const bars = new Map(); // progress bar id -> its last row (kept for the snapshot)
+  let filter = "";
+  let paused = false;
+  let held = [];
+  let dirty = false;
+
+  const viewName = () => (model.get("view") in VIEWS ? model.get("view") : "log");
+  let view = null;
+  const shows = (row) => !filter || row.gap || row.type === filter;
+  const makeView = () => {
+    view?.destroy();
+    body.dataset.view = viewName();
+    view = new VIEWS[viewName()](body, { maxRows });
+    view.append(recent.filter(shows));
+  };
+
+  const toolbar = new Toolbar(toolEl, {
+    views: Object.keys(VIEWS),
+    view: viewName(),
+    onView: (name) => {
+      model.set("view", name);
+      model.save_changes();
+    },
+    onFilter: (type) => {
+      filter = type;
+      view.clear();
+      view.append(recent.filter(shows));
+    },
+    onPause: (on) => {
+      paused = on;
+      if (!on && held.length) {
+        view.append(held.filter(shows));
+        held = [];
+      }
+      toolbar.setPaused(paused, held.length);
+    },
+    onClear: () => {
+      recent = [];
+      held = [];
+      view.clear();
+      toolbar.setPaused(paused, 0);
+      dirty = true;
+    },
+  });
+
+  const keep = (rows) => {
+    for (const row of rows) {
+      if (row.type === PROGRESS_EVENT) {
+        try {
+          bars.set(String(JSON.parse(row.data).id ?? ""), row);
+        } catch {
+          // Not a progress payload: the progress view ignores it too.
+        }
+      }
+    }
+    recent.push(...rows);
+    if (recent.length > maxRows) recent = recent.slice(-maxRows);
+    toolbar.addTypes(new Set(rows.filter((r) => !r.gap).map((r) => r.type)));
+    dirty = true;
+  };
+
+  // A snapshot saved with the notebook: show it at once, and resume after its last id.
+  const snap = model.get("snapshot");
+  let lastId = null;
+  if (snap && Array.isArray(snap.rows) && snap.rows.length) {
+    keep(snap.rows);
+    lastId = snap.rows.reduce((m, r) => Math.max(m, r.id), 0);
+    status.count = snap.count ?? snap.rows.length;
+    status.set({ transport: "", state: "snapshot" });
+    dirty = false;
+  }
+  makeView();
+
   let queue = [];
   let frame = 0;
   const flush = () => {
     frame = 0;
     const rows = queue;
     queue = [];
-    view.append(rows);
+    keep(rows);
+    if (paused) {
+      held.push(...rows);
+      if (held.length > maxRows) held = held.slice(-maxRows);
+      toolbar.setPaused(true, held.length);
+    } else {
+      view.append(rows.filter(shows));
+    }
     status.render();
   };
   const onRows = (rows) => {
@@ -50,22 +153,40 @@ function render({ model, el }) {
     status.add(n);
     if (!frame) frame = requestAnimationFrame(flush);
   };
-  const onStatus = (s) => {
-    status.set(s);
+  const onStatus = (s) => status.set(s);
+
+  const saveSnapshot = () => {
+    if (!dirty) return;
+    dirty = false;
+    model.set("snapshot", { count: status.count, rows: snapshotRows(recent, bars) });
+    model.save_changes();
   };
   const ticker = setInterval(() => status.render(), STATUS_EVERY_MS);
-  const onMaxRows = () => view.setMaxRows(model.get("max_rows"));
+  const snapper = setInterval(saveSnapshot, SNAPSHOT_EVERY_MS);
+  const onMaxRows = () => {
+    maxRows = model.get("max_rows");
+    if (recent.length > maxRows) recent = recent.slice(-maxRows);
+    view.setMaxRows(maxRows);
+  };
+  const onView = () => {
+    toolbar.setView(viewName());
+    makeView();
+  };
   model.on("change:title", showTitle);
   model.on("change:max_rows", onMaxRows);
-  const disconnect = connectView(model, { onRows, onStatus });
+  model.on("change:view", onView);
+  const disconnect = connectView(model, { onRows, onStatus, lastId });
 
   return () => {
     disconnect();
     feed.close();
     clearInterval(ticker);
+    clearInterval(snapper);
     if (frame) cancelAnimationFrame(frame);
     model.off("change:title", showTitle);
     model.off("change:max_rows", onMaxRows);
+    model.off("change:view", onView);
+    view.destroy();
     root.remove();
   };
 }

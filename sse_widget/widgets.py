@@ -24,7 +24,7 @@ from .server import EventServer, get_server
 
 __all__ = ["VIEWS", "EventStream"]
 
-VIEWS = ("log",)
+VIEWS = ("log", "last", "chart", "progress")
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 _MISSING_BUNDLE = """
@@ -46,7 +46,15 @@ class EventStream(anywidget.AnyWidget):
     Parameters
     ----------
     view:
-        How the browser shows the events: ``"log"``.
+        How the browser shows the events (switchable in the widget):
+
+        - ``"log"``: a table of time, type, id and data; click a row for its JSON;
+        - ``"last"``: the latest value, large, JSON as a collapsible tree;
+        - ``"chart"``: the numeric fields of JSON data over time, one line per field
+          (nested fields by dotted name);
+        - ``"progress"``: one bar per id of ``event: progress`` payloads, JSON objects
+          ``{"id", "n", "total", "desc", "unit", "rate", "elapsed", "postfix", "state",
+          "level", "leave"}`` (``state``: running, done, error or interrupted).
     history:
         How many events the server keeps for replay (default 10,000).
     history_bytes:
@@ -76,7 +84,10 @@ class EventStream(anywidget.AnyWidget):
     port = traitlets.Int(read_only=True).tag(sync=True)
     key = traitlets.Unicode(read_only=True).tag(sync=True)
     transport = traitlets.Enum(TRANSPORTS, default_value="auto").tag(sync=True)
-    view = traitlets.Unicode("log").tag(sync=True)
+    view = traitlets.Enum(VIEWS, default_value="log").tag(sync=True)
+    # The last rows the page showed, set by the page about once a second: a notebook saved
+    # with its widget state shows them again with no kernel running.
+    snapshot = traitlets.Dict().tag(sync=True)
     max_rows = traitlets.Int(500).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
 

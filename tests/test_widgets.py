@@ -149,7 +149,7 @@ def test_context_manager_closes() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"view": "pie"}, "view must be one of log; got 'pie'"),
+        ({"view": "pie"}, "view must be one of log, last, chart, progress; got 'pie'"),
         ({"transport": "carrier-pigeon"}, "transport must be one of auto, direct, proxy, comm"),
         ({"max_rows": 0}, "max_rows must be a positive int; got 0"),
         ({"history": 0}, "history must be a positive int"),

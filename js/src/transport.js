@@ -292,9 +292,9 @@ export class CommLink {
  * Connect one view to its stream by the best route this page has. Returns an unsubscribe
  * function. `onRows` gets only rows the view has not seen.
  */
-export function connectView(model, { onRows, onStatus, env } = {}) {
+export function connectView(model, { onRows, onStatus, env, lastId = null } = {}) {
   if (model.get("via") === "browser") return connectBrowserFeed(model, { onRows, onStatus, env });
-  const cursor = new Cursor(null);
+  const cursor = new Cursor(lastId);
   const stream = model.get("stream");
   const transport = model.get("transport");
   let comm = null;

@@ -1,5 +1,7 @@
 // The log view: one row per event (time, type, id, data), newest last, bounded to
-// max_rows. Rows are built with textContent only: third-party data is never HTML.
+// max_rows. A click on a row shows its data pretty-printed (JSON) below it. Rows are built
+// with textContent only: third-party data is never HTML.
+import { prettyData } from "../json.js";
 
 function cell(doc, cls, text) {
   const el = doc.createElement("span");
@@ -8,7 +10,7 @@ function cell(doc, cls, text) {
   return el;
 }
 
-function clock(ms) {
+export function clock(ms) {
   const d = new Date(ms);
   const pad = (n, w = 2) => String(n).padStart(w, "0");
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
@@ -19,9 +21,16 @@ export class LogView {
     this.el = el;
     this.doc = el.ownerDocument;
     this.maxRows = maxRows;
+    this.rows = new WeakMap(); // row element -> the row it shows
     el.classList.add("sse-widget-log");
     el.setAttribute("role", "log");
+    el.setAttribute("aria-label", "events");
     el.tabIndex = 0;
+    this.onClick = (e) => {
+      const r = e.target.closest?.(".sse-widget-row");
+      if (r && this.el.contains(r) && !e.target.closest(".sse-widget-json")) this.toggle(r);
+    };
+    el.addEventListener("click", this.onClick);
   }
 
   setMaxRows(n) {
@@ -43,11 +52,13 @@ export class LogView {
       if (row.gap) {
         r.append(cell(doc, "sse-widget-data", `${row.missed.toLocaleString("en-US")} events missed`));
       } else {
+        r.dataset.type = row.type;
         r.append(
           cell(doc, "sse-widget-type", row.type),
           cell(doc, "sse-widget-id", String(row.id)),
           cell(doc, "sse-widget-data", row.data),
         );
+        this.rows.set(r, row);
       }
       frag.append(r);
     }
@@ -56,8 +67,35 @@ export class LogView {
     if (stick) this.el.scrollTop = this.el.scrollHeight;
   }
 
+  /** Show or hide a row's data pretty-printed under it. */
+  toggle(r) {
+    const open = r.querySelector(".sse-widget-json");
+    if (open) {
+      open.remove();
+      r.classList.remove("sse-widget-open");
+      return;
+    }
+    const row = this.rows.get(r);
+    if (!row) return;
+    const pre = this.doc.createElement("pre");
+    pre.className = "sse-widget-json";
+    pre.textContent = prettyData(row);
+    r.append(pre);
+    r.classList.add("sse-widget-open");
+  }
+
+  clear() {
+    this.el.replaceChildren();
+  }
+
   trim() {
     const extra = this.el.childElementCount - this.maxRows;
     for (let i = 0; i < extra; i++) this.el.firstElementChild.remove();
+  }
+
+  destroy() {
+    this.el.removeEventListener("click", this.onClick);
+    this.clear();
+    this.el.classList.remove("sse-widget-log");
   }
 }

@@ -5,7 +5,7 @@
 // notebook saved with its widget state shows its last events without a kernel.
 import { FeedLine } from "./src/feed.js";
 import { StatusLine } from "./src/status.js";
-import { ensureStyle } from "./src/style.js";
+import { adoptStyle } from "./src/style.js";
 import { Toolbar } from "./src/toolbar.js";
 import { connectView } from "./src/transport.js";
 import { ChartView } from "./src/views/chart.js";
@@ -16,6 +16,7 @@ import { PROGRESS_EVENT, ProgressView } from "./src/views/progress.js";
 export const VIEWS = { log: LogView, last: LastView, chart: ChartView, progress: ProgressView };
 const STATUS_EVERY_MS = 500;
 const SNAPSHOT_EVERY_MS = 1000;
+const MAX_WAIT_MS = 250;
 export const SNAPSHOT_ROWS = 200;
 
 /** What a snapshot keeps: the last rows, and the last state of every progress bar. */
@@ -30,7 +31,11 @@ export function snapshotRows(recent, bars, limit = SNAPSHOT_ROWS) {
 
 function render({ model, el }) {
   const doc = el.ownerDocument;
-  ensureStyle(doc);
+  // Our own shadow tree: see style.js for why.
+  const host = doc.createElement("div");
+  host.className = "sse-widget-host";
+  const shadow = host.attachShadow({ mode: "open" });
+  adoptStyle(shadow);
   const root = doc.createElement("div");
   root.className = "sse-widget";
   const title = doc.createElement("div");
@@ -41,7 +46,8 @@ function render({ model, el }) {
   body.className = "sse-widget-body";
   const statusEl = doc.createElement("div");
   root.append(title, feedEl, toolEl, body, statusEl);
-  el.append(root);
+  shadow.append(root);
+  el.append(host);
 
   const showTitle = () => {
     title.textContent = model.get("title");
@@ -126,10 +132,19 @@ function render({ model, el }) {
   }
   makeView();
 
+  // Rows are applied in one batch per animation frame, and under load less often: the
+  // next batch waits about four times as long as the last one took to apply (at most
+  // MAX_WAIT_MS). A batch builds at most max_rows rows, so a fast stream costs a bounded
+  // amount of work per second and the page stays responsive; nothing is dropped from the
+  // count, the snapshot or the views' data.
   let queue = [];
   let frame = 0;
+  let timer = 0;
+  let lastEnd = 0;
+  let lastCost = 0;
   const flush = () => {
     frame = 0;
+    const t0 = performance.now();
     const rows = queue;
     queue = [];
     keep(rows);
@@ -141,6 +156,20 @@ function render({ model, el }) {
       view.append(rows.filter(shows));
     }
     status.render();
+    lastEnd = performance.now();
+    lastCost = lastEnd - t0;
+  };
+  const schedule = () => {
+    if (frame || timer) return;
+    const wait = Math.min(MAX_WAIT_MS, lastCost * 4) - (performance.now() - lastEnd);
+    if (wait > 16) {
+      timer = setTimeout(() => {
+        timer = 0;
+        frame = requestAnimationFrame(flush);
+      }, wait);
+    } else {
+      frame = requestAnimationFrame(flush);
+    }
   };
   const onRows = (rows) => {
     const now = Date.now();
@@ -151,7 +180,7 @@ function render({ model, el }) {
       queue.push(row);
     }
     status.add(n);
-    if (!frame) frame = requestAnimationFrame(flush);
+    schedule();
   };
   const onStatus = (s) => status.set(s);
 
@@ -183,11 +212,12 @@ function render({ model, el }) {
     clearInterval(ticker);
     clearInterval(snapper);
     if (frame) cancelAnimationFrame(frame);
+    clearTimeout(timer);
     model.off("change:title", showTitle);
     model.off("change:max_rows", onMaxRows);
     model.off("change:view", onView);
     view.destroy();
-    root.remove();
+    host.remove();
   };
 }
 

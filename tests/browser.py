@@ -42,6 +42,16 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 
+# Records long tasks (main-thread work over 50 ms) as [startTime, duration] pairs.
+RECORD_LONG_TASKS = """
+(() => {
+  window.__longTasks = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__longTasks.push([e.startTime, e.duration]);
+  }).observe({ type: "longtask", buffered: true });
+})();
+"""
+
 # Counts EventSource objects in the page: how many were made and how many are open now.
 COUNT_EVENTSOURCES = """
 (() => {
@@ -83,7 +93,12 @@ def launch_chromium(pw: Playwright) -> Browser:
 class JupyterServer:
     """``jupyter lab`` (or ``notebook``) on a free port, in a temporary root directory."""
 
-    def __init__(self, app: str = "lab", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: str = "lab",
+        env: dict[str, str] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.app = app
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -98,7 +113,8 @@ class JupyterServer:
                     "@jupyterlab/apputils-extension:notification": {
                         "fetchNews": "false",
                         "checkForUpdates": False,
-                    }
+                    },
+                    **(settings or {}),
                 }
             )
         )
@@ -263,10 +279,14 @@ class NotebookPage:
         """The n-th sse_widget view on the page."""
         return self.page.locator(".sse-widget").nth(index)
 
-    def screenshot(self, name: str) -> pathlib.Path:
+    def screenshot(self, name: str, widget: int | None = None) -> pathlib.Path:
+        """Save the page (or one widget) under artifacts/ for a person to look at."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        if widget is None:
+            self.page.screenshot(path=str(path), full_page=True)
+        else:
+            self.widget(widget).screenshot(path=str(path))
         return path
 
 
@@ -281,6 +301,7 @@ def notebook(
     *,
     name: str | None = None,
     count_eventsources: bool = True,
+    record_long_tasks: bool = False,
 ) -> Iterator[NotebookPage]:
     """Write a notebook with ``cells``, open it in a fresh browser context, yield it."""
     name = name or f"nb_{secrets.token_hex(4)}.ipynb"
@@ -288,6 +309,8 @@ def notebook(
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     if count_eventsources:
         context.add_init_script(COUNT_EVENTSOURCES)
+    if record_long_tasks:
+        context.add_init_script(RECORD_LONG_TASKS)
     page = context.new_page()
     nb = NotebookPage(server, page, name)
     try:

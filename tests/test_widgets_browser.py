@@ -74,7 +74,8 @@ def test_ten_widgets_share_one_eventsource(lab, chromium) -> None:
         nb.run_cell(1)
         for w in range(10):
             expect(rows(nb, w)).to_have_count(3)
-            texts = rows(nb, w).all_inner_texts()
+            # textContent: rows scrolled out of view are not rendered (content-visibility).
+            texts = rows(nb, w).all_text_contents()
             assert all(f"w{w}-" in t for t in texts), texts
         nb.page.wait_for_function("window.__esStats.open === 1", timeout=10_000)
         nb.run_cell(2)
@@ -167,3 +168,163 @@ def test_notebook7_smoke(chromium) -> None:
             nb.screenshot("notebook7")
     finally:
         server.stop()
+
+
+# -- the views (transport: direct) ---------------------------------------------------------
+
+VIEWS_CELLS = [
+    "from sse_widget import EventStream\n"
+    "log = EventStream('log', title='log')\n"
+    "last = EventStream('last', title='last')\n"
+    "chart = EventStream('chart', title='chart')\n"
+    "prog = EventStream('progress', title='progress')\n"
+    "display(log, last, chart, prog)",
+    "import math, time\n"
+    "for i in range(60):\n"
+    "    m = {'loss': round(math.exp(-i / 20), 4), 'acc': round(1 - math.exp(-i / 15), 4),\n"
+    "         'lr': {'value': 0.01 * 0.97 ** i}}\n"
+    "    log.send(m, event='metric'); chart.send(m, event='metric')\n"
+    "    last.send({'step': i, **m}, event='metric')\n"
+    "    if i % 10 == 0:\n"
+    "        log.send(f'checkpoint {i}', event='note'); chart.send('not numeric', event='note')\n"
+    "    time.sleep(0.01)\n"
+    "bars = [('train', 100, 100, 'done', 0), ('epoch 3', 50, 20, 'running', 1),\n"
+    "        ('export', 10, 3, 'error', 0), ('upload', 8, 5, 'interrupted', 0)]\n"
+    "for desc, total, n, state, level in bars:\n"
+    "    prog.send({'id': desc, 'desc': desc, 'n': n, 'total': total, 'elapsed': 5.0,\n"
+    "               'rate': n / 5, 'state': state, 'level': level, 'postfix': {'loss': 0.1}},\n"
+    "              event='progress')",
+]
+
+
+def check_views(nb) -> None:
+    log, last, chart, prog = (nb.widget(i) for i in range(4))
+    expect(log.locator(".sse-widget-row")).to_have_count(66, timeout=20_000)
+    first = log.locator(".sse-widget-row[data-type='metric']").first
+    first.click()
+    expect(first.locator(".sse-widget-json")).to_contain_text('"loss": 1')
+    expect(last.locator(".sse-widget-last-head")).to_contain_text("metric · id ")
+    expect(last.locator(".sse-widget-last-value")).to_contain_text("step: 59")
+    expect(chart.locator("canvas")).to_have_count(1)
+    legend = chart.locator(".u-legend .u-series")
+    expect(legend).to_have_count(4)  # time, then one per field
+    for name in ("loss", "acc", "lr.value"):
+        expect(chart.locator(".u-legend")).to_contain_text(name)
+    bars = prog.locator(".sse-widget-bar")
+    expect(bars).to_have_count(4)
+    states = [bars.nth(i).get_attribute("data-state") for i in range(4)]
+    assert states == ["done", "running", "error", "interrupted"]
+    expect(bars.nth(0)).to_contain_text("100%")
+    expect(bars.nth(1)).to_contain_text("40%")
+    expect(bars.nth(1)).to_contain_text("20/50")
+
+
+def test_each_view_renders_its_events(lab, chromium) -> None:
+    with notebook(lab, chromium, VIEWS_CELLS) as nb:
+        nb.run_cell(0)
+        expect_live(nb, "direct", widget=3)
+        nb.run_cell(1)
+        check_views(nb)
+        for i, name in enumerate(("log", "last", "chart", "progress")):
+            nb.screenshot(f"view_{name}_light", widget=i)
+        assert not nb.errors
+
+
+def test_views_in_the_dark_theme(chromium) -> None:
+    dark = JupyterServer(
+        "lab", settings={"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}
+    )
+    try:
+        with notebook(dark, chromium, VIEWS_CELLS) as nb:
+            expect(nb.page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+            nb.run_cell(0)
+            expect_live(nb, "direct", widget=3)
+            nb.run_cell(1)
+            check_views(nb)
+            # The theme's colours reach the widget: its text is light on a dark background.
+            color = nb.widget(0).evaluate("el => getComputedStyle(el).color")
+            r, g, b = (
+                int(x) for x in color[color.index("(") + 1 : color.index(")")].split(",")[:3]
+            )
+            assert r + g + b > 3 * 150, color
+            for i, name in enumerate(("log", "last", "chart", "progress")):
+                nb.screenshot(f"view_{name}_dark", widget=i)
+            assert not nb.errors
+    finally:
+        dark.stop()
+
+
+def test_filter_pause_clear_and_view_switch(lab, chromium) -> None:
+    cells = [
+        MAKE,
+        "for i in range(5):\n    stream.send(f'a{i}', event='a'); stream.send(f'b{i}', event='b')",
+        "for i in range(3):\n    stream.send(f'late{i}', event='b')",
+        "print(stream.view)",
+    ]
+    with notebook(lab, chromium, cells) as nb:
+        nb.run_cell(0)
+        expect_live(nb, "direct")
+        nb.run_cell(1)
+        w = nb.widget(0)
+        expect(rows(nb)).to_have_count(10, timeout=10_000)
+        w.locator(".sse-widget-filter").select_option("b")
+        expect(rows(nb)).to_have_count(5)
+        expect(w.locator(".sse-widget-row[data-type='a']")).to_have_count(0)
+        w.locator(".sse-widget-filter").select_option("")
+        expect(rows(nb)).to_have_count(10)
+        pause = w.locator(".sse-widget-pause")
+        pause.click()
+        expect(pause).to_have_attribute("aria-pressed", "true")
+        nb.run_cell(2)
+        expect(pause).to_have_text("Resume (3 new)", timeout=10_000)
+        expect(rows(nb)).to_have_count(10)
+        # Keyboard: the controls are reachable with Tab and work with Enter.
+        w.locator(".sse-widget-filter").focus()
+        nb.page.keyboard.press("Tab")
+        focused = "document.activeElement.shadowRoot?.activeElement?.className"
+        assert nb.page.evaluate(focused) == "sse-widget-pause"  # inside the widget's shadow
+        nb.page.keyboard.press("Enter")
+        expect(pause).to_have_attribute("aria-pressed", "false")
+        expect(rows(nb)).to_have_count(13)
+        expect(rows(nb).last).to_contain_text("late2")
+        w.locator(".sse-widget-clear").click()
+        expect(rows(nb)).to_have_count(0)
+        w.locator(".sse-widget-view-select").select_option("last")
+        expect(w.locator(".sse-widget-body")).to_have_attribute("data-view", "last")
+        nb.run_cell(3)
+        assert nb.output_text(3).strip() == "last"  # the choice reached Python's trait
+        assert not nb.errors
+
+
+def test_ten_thousand_events_a_second_keep_the_page_responsive(lab, chromium) -> None:
+    """5 s at 10,000 events/s from a busy cell: exact count, bounded DOM, no long task."""
+    cells = [
+        "from sse_widget import EventStream\nstream = EventStream(title='load', max_rows=200)\n"
+        "stream",
+        "import time\n"
+        "t0 = time.perf_counter()\n"
+        "for i in range(50_000):\n"
+        "    stream.send(f'event {i}')\n"
+        "    if i % 100 == 99:\n"
+        "        time.sleep(max(0.0, t0 + (i + 1) / 10_000 - time.perf_counter()))\n"
+        "took = round(time.perf_counter() - t0, 1)",
+        "took",
+    ]
+    with notebook(lab, chromium, cells, record_long_tasks=True) as nb:
+        nb.run_cell(0)
+        expect_live(nb, "direct")
+        nb.run_cell(1, wait=False)  # measured from here: the keypress itself is JupyterLab's
+        start = nb.page.evaluate("performance.now()")
+        nb.wait_cell_done(1, timeout=60)
+        expect(status(nb)).to_contain_text("50,000 events", timeout=20_000)
+        tasks = nb.page.evaluate("window.__longTasks")
+        nb.run_cell(2)
+        took = float(nb.output_text(2).strip().split()[-1])
+        assert 4.5 <= took < 8, f"the sender took {took} s, not about 5 s"
+        expect(rows(nb)).to_have_count(200)
+        assert nb.widget(0).locator(".sse-widget-row").count() <= 200
+        expect(rows(nb).last).to_contain_text("event 49999")
+        during = [d for t, d in tasks if t >= start]
+        assert max(during, default=0) < 100, f"long tasks during the load (ms): {during}"
+        nb.screenshot("load_10k")
+        assert not nb.errors

@@ -1,8 +1,12 @@
-// One stylesheet per document, themed with JupyterLab's --jp-* variables (with fallbacks
-// for frontends that have none), plus uPlot's own stylesheet for the chart view.
+// The widget's stylesheet, themed with JupyterLab's --jp-* variables (with fallbacks for
+// frontends that have none), plus uPlot's own stylesheet for the chart view. It is adopted
+// by each widget's shadow root: the page's styles (JupyterLab ships thousands of rules)
+// then never have to be matched against our rows, which made a fast log slow, while the
+// --jp-* custom properties still inherit into the shadow tree, so themes apply.
 import uplotCss from "uplot/dist/uPlot.min.css";
 
 const CSS = `
+:host { display: block; }
 .sse-widget { font-family: var(--jp-ui-font-family, system-ui, sans-serif);
   font-size: var(--jp-ui-font-size1, 13px); color: var(--jp-ui-font-color1, #222);
   border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; max-width: 100%;
@@ -24,20 +28,20 @@ const CSS = `
   color: var(--jp-ui-font-color0, #000); }
 .sse-widget-toolbar :focus-visible { outline: 2px solid var(--jp-brand-color1, #1976d2);
   outline-offset: 1px; }
-.sse-widget-log { max-height: 300px; overflow: auto; font-family: var(--jp-code-font-family, monospace);
-  font-size: var(--jp-code-font-size, 12px); }
-.sse-widget-row { display: grid; grid-template-columns: 7.5em 8em 4em 1fr; gap: 8px;
-  padding: 1px 8px; border-bottom: 1px solid var(--jp-border-color3, #f0f0f0); }
-.sse-widget-row { cursor: pointer; }
-.sse-widget-row > span { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.sse-widget-log { height: 300px; overflow: auto; font-family: var(--jp-code-font-family, monospace);
+  font-size: var(--jp-code-font-size, 12px); contain: strict; overflow-anchor: none; }
+.sse-widget-row { display: block; padding: 1px 8px; white-space: pre; overflow: hidden;
+  text-overflow: ellipsis; border-bottom: 1px solid var(--jp-border-color3, #f0f0f0);
+  cursor: pointer; content-visibility: auto; contain-intrinsic-size: auto 1.5em; }
+.sse-widget-open { white-space: normal; }
+.sse-widget-open > span { white-space: pre; }
 .sse-widget-open > .sse-widget-data { white-space: pre-wrap; word-break: break-word; }
-.sse-widget-json { grid-column: 1 / -1; margin: 2px 0 4px 7.5em; padding: 4px 8px;
+.sse-widget-json { margin: 2px 0 4px 0; padding: 4px 8px;
   white-space: pre-wrap; word-break: break-word; cursor: text;
   background: var(--jp-layout-color2, #f5f5f5); border-radius: 3px; }
 .sse-widget-time, .sse-widget-id { color: var(--jp-ui-font-color2, #777); }
-.sse-widget-type { color: var(--jp-mirror-editor-keyword-color, #008000); white-space: nowrap; }
-.sse-widget-gap { grid-template-columns: 7.5em 1fr; color: var(--jp-warn-color1, #f57c00);
-  font-style: italic; }
+.sse-widget-type { color: var(--jp-mirror-editor-keyword-color, #008000); }
+.sse-widget-gap { color: var(--jp-warn-color1, #f57c00); font-style: italic; }
 .sse-widget-feed { padding: 2px 8px; font-size: var(--jp-ui-font-size0, 11px);
   color: var(--jp-ui-font-color2, #666); border-bottom: 1px solid var(--jp-border-color2, #ddd); }
 .sse-widget-feed[data-status="open"] .sse-widget-feed-state::before { content: "● ";
@@ -63,7 +67,7 @@ const CSS = `
 .sse-widget-chart-empty { padding: 16px; color: var(--jp-ui-font-color2, #777); font-style: italic; }
 .sse-widget-chart .u-legend { font-size: var(--jp-ui-font-size0, 11px); color: var(--jp-ui-font-color1, #222); }
 .sse-widget-progress { padding: 4px 8px; max-height: 420px; overflow: auto; }
-.sse-widget-bar { display: grid; grid-template-columns: minmax(6em, 14em) minmax(80px, 1fr) 3.5em auto;
+.sse-widget-bar { display: grid; grid-template-columns: minmax(6em, 14em) minmax(80px, 1fr) 3.5em 24em;
   gap: 8px; align-items: center; padding: 2px 0;
   padding-left: calc(var(--sse-widget-level, 0) * 1.2em); font-size: var(--jp-ui-font-size1, 13px); }
 .sse-widget-bar-desc { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
@@ -83,10 +87,19 @@ const CSS = `
 .sse-widget-status[data-state="snapshot"]::before { content: "◷ "; }
 `;
 
-export function ensureStyle(doc) {
-  if (doc.getElementById("sse-widget-style")) return;
-  const style = doc.createElement("style");
-  style.id = "sse-widget-style";
-  style.textContent = (typeof uplotCss === "string" ? uplotCss : "") + CSS;
-  doc.head.append(style);
+let shared = null;
+
+/** Give a shadow root our stylesheet: one shared constructed sheet, else a <style>. */
+export function adoptStyle(root) {
+  const text = (typeof uplotCss === "string" ? uplotCss : "") + CSS;
+  const Sheet = root.ownerDocument?.defaultView?.CSSStyleSheet;
+  if (Sheet && "adoptedStyleSheets" in root && "replaceSync" in Sheet.prototype) {
+    shared ??= new Sheet();
+    if (!shared.cssRules.length) shared.replaceSync(text);
+    root.adoptedStyleSheets = [...root.adoptedStyleSheets, shared];
+    return;
+  }
+  const style = root.ownerDocument.createElement("style");
+  style.textContent = text;
+  root.append(style);
 }

@@ -22,7 +22,7 @@ describe("LogView", () => {
     new LogView(el).append([row(1, '<img src=x onerror="alert(1)">', "<b>t</b>")]);
     expect(el.querySelector("img, b")).toBeNull();
     expect(el.textContent).toContain('<img src=x onerror="alert(1)">');
-    expect(el.querySelector(".sse-widget-type").textContent).toBe("<b>t</b>");
+    expect(el.querySelector(".sse-widget-type").textContent.trim()).toBe("<b>t</b>");
   });
 
   it("renders a gap as 'N events missed'", () => {

@@ -3,6 +3,16 @@
 // with textContent only: third-party data is never HTML.
 import { prettyData } from "../json.js";
 
+// Columns are padded text in the monospace font, not a grid: a row is then one line of
+// inline text, which lays out several times faster when thousands of rows a second arrive.
+const TYPE_WIDTH = 14;
+const ID_WIDTH = 8;
+
+function column(text, width) {
+  // Shorter text is padded; longer text is shown whole (and pushes the rest along).
+  return text.length < width ? text.padEnd(width) : `${text} `;
+}
+
 function cell(doc, cls, text) {
   const el = doc.createElement("span");
   el.className = cls;
@@ -48,14 +58,14 @@ export class LogView {
       const r = doc.createElement("div");
       r.className = row.gap ? "sse-widget-row sse-widget-gap" : "sse-widget-row";
       r.dataset.id = String(row.id);
-      r.append(cell(doc, "sse-widget-time", clock(row.time ?? Date.now())));
+      r.append(cell(doc, "sse-widget-time", `${clock(row.time ?? Date.now())}  `));
       if (row.gap) {
         r.append(cell(doc, "sse-widget-data", `${row.missed.toLocaleString("en-US")} events missed`));
       } else {
         r.dataset.type = row.type;
         r.append(
-          cell(doc, "sse-widget-type", row.type),
-          cell(doc, "sse-widget-id", String(row.id)),
+          cell(doc, "sse-widget-type", column(row.type, TYPE_WIDTH)),
+          cell(doc, "sse-widget-id", column(String(row.id), ID_WIDTH)),
           cell(doc, "sse-widget-data", row.data),
         );
         this.rows.set(r, row);
@@ -90,7 +100,12 @@ export class LogView {
 
   trim() {
     const extra = this.el.childElementCount - this.maxRows;
-    for (let i = 0; i < extra; i++) this.el.firstElementChild.remove();
+    if (extra <= 0) return;
+    // One range removal rather than a removal per row.
+    const range = this.doc.createRange();
+    range.setStartBefore(this.el.firstElementChild);
+    range.setEndAfter(this.el.children[extra - 1]);
+    range.deleteContents();
   }
 
   destroy() {

@@ -114,6 +114,8 @@ class JupyterServer:
                         "fetchNews": "false",
                         "checkForUpdates": False,
                     },
+                    # Save widget state into notebooks, as the snapshot test needs.
+                    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
                     **(settings or {}),
                 }
             )

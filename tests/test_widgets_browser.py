@@ -6,8 +6,11 @@ server, jupyter-server-proxy and the comm channel are the real ones.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from browser import JupyterServer, notebook
+from helpers import wait_for
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -327,4 +330,44 @@ def test_ten_thousand_events_a_second_keep_the_page_responsive(lab, chromium) ->
         during = [d for t, d in tasks if t >= start]
         assert max(during, default=0) < 100, f"long tasks during the load (ms): {during}"
         nb.screenshot("load_10k")
+        assert not nb.errors
+
+
+def test_the_snapshot_is_saved_with_the_notebook_and_seeds_a_new_view(lab, chromium) -> None:
+    """The snapshot trait: saved into the notebook's widget state, and shown by a new view.
+
+    What this does not cover: JupyterLab restoring a saved notebook's widgets with no kernel.
+    Opened with "No Kernel", JupyterLab here never finished initialising the session, and its
+    widget manager did not restore any model, so the view never rendered at all.
+    """
+    cells = [
+        MAKE,
+        "for i in range(5):\n    stream.send({'step': i}, event='update')",
+        "stream",  # a second view of the same widget, rendered later
+        "stream.send({'step': 5}, event='update')",
+    ]
+    with notebook(lab, chromium, cells) as nb:
+        nb.run_cell(0)
+        expect_live(nb, "direct")
+        nb.run_cell(1)
+        expect(rows(nb)).to_have_count(5)
+        nb.page.wait_for_timeout(1500)  # the snapshot is taken about once a second
+        nb.cell(1).locator(".jp-InputArea-prompt").click()
+        nb.page.keyboard.press("Control+s")
+        path = lab.root / nb.name
+        wait_for(lambda: '"snapshot"' in path.read_text(), what="the saved widget state")
+        state = json.loads(path.read_text())["metadata"]["widgets"]
+        models = state["application/vnd.jupyter.widget-state+json"]["state"].values()
+        (snap,) = [m["state"]["snapshot"] for m in models if "snapshot" in m["state"]]
+        assert snap["count"] == 5
+        assert [r["data"] for r in snap["rows"]] == [f'{{"step":{i}}}' for i in range(5)]
+        # A view rendered now starts from the snapshot and resumes after its last id.
+        nb.run_cell(2)
+        second = nb.widget(1)
+        expect(second.locator(".sse-widget-row")).to_have_count(5)
+        nb.run_cell(3)
+        expect(second.locator(".sse-widget-row")).to_have_count(6)
+        expect(rows(nb)).to_have_count(6)
+        ids = second.locator(".sse-widget-row").evaluate_all("rs => rs.map(r => r.dataset.id)")
+        assert len(set(ids)) == 6
         assert not nb.errors

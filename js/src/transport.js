@@ -153,7 +153,15 @@ export class Hub {
       return;
     }
     const route = order[index];
-    const es = new this.EventSource(this.urlFor(route));
+    let es;
+    try {
+      es = new this.EventSource(this.urlFor(route));
+    } catch {
+      // A URL this page cannot open at all (e.g. a proxy path on a page with no origin):
+      // that route is out, try the next.
+      this.tryRoute(order, index + 1, attempt);
+      return;
+    }
     this.es = es;
     let opened = false;
     const next = () => {
@@ -275,7 +283,13 @@ export class CommLink {
 
   subscribe(after) {
     this.onStatus({ transport: "comm", state: "connecting" });
-    this.model.send({ type: "comm_subscribe", after: after ?? null });
+    try {
+      this.model.send({ type: "comm_subscribe", after: after ?? null });
+    } catch {
+      // No kernel behind this model (a saved notebook opened without one): nothing can
+      // arrive, and what the view already shows stays.
+      this.onStatus({ transport: "comm", state: "offline" });
+    }
   }
 
   close() {

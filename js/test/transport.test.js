@@ -352,3 +352,24 @@ describe("via=browser feeds", () => {
     expect(rec.made[0].readyState).toBe(2);
   });
 });
+
+describe("a route the page cannot open", () => {
+  it("is skipped when the EventSource constructor throws", async () => {
+    class Refusing extends EventSource {
+      constructor(url, init) {
+        if (String(url).startsWith("null/")) throw new SyntaxError("The URL is invalid.");
+        super(url, init);
+      }
+    }
+    const hub = new Hub({
+      serverUrl: "http://127.0.0.1:9",
+      port: 9,
+      key: "k",
+      env: { EventSource: Refusing, origin: "null", baseUrl: "/", openTimeout: 500 },
+    });
+    const fallbacks = [];
+    hub.add({ stream: "a", lastId: null, onRows() {}, onStatus() {}, onFallback: () => fallbacks.push(1) });
+    await until(() => fallbacks.length === 1, "the comm fallback", 15000);
+    hub.close();
+  });
+});

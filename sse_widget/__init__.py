@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .errors import EncodeError, FeedError, LineTooLongError, ParseError, SSEError
 from .feeds import EventFeed, connect
+from .progress import ProgressReporter, progress, tqdm
 from .protocol import Event
 from .publisher import Publisher
 from .widgets import EventStream
@@ -28,8 +29,11 @@ __all__ = [
     "FeedError",
     "LineTooLongError",
     "ParseError",
+    "ProgressReporter",
     "Publisher",
     "SSEError",
     "__version__",
     "connect",
+    "progress",
+    "tqdm",
 ]

@@ -156,6 +156,26 @@ class EventStream(anywidget.AnyWidget):
         """Send a custom message to the frontend (ipywidgets' ``Widget.send``)."""
         super().send(content)
 
+    def progress(self, iterable: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """A tqdm-compatible bar drawn in this widget (several bars share it).
+
+        ``for x in stream.progress(items, desc="load"):``; every ``tqdm`` argument works.
+        """
+        from .progress import tqdm
+
+        return tqdm(iterable, *args, stream=self, **kwargs)
+
+    def progress_reporter(self, total: float | None = None, desc: str = "", **kwargs: Any) -> Any:
+        """A picklable progress handle for worker processes: ``reporter.update(n)``.
+
+        Pass one reporter to several workers for a shared bar, or make one per worker.
+        """
+        from .progress import ProgressReporter
+
+        if self.view != "progress":
+            self.view = "progress"
+        return ProgressReporter(self.publisher(), total=total, desc=desc, **kwargs)
+
     def publisher(self) -> Publisher:
         """A picklable handle whose ``.send()`` publishes here from any process."""
         return Publisher(self._server.local_url, self._server.key, self._channel.name)

@@ -101,6 +101,19 @@ describe("progress", () => {
     expect(ProgressModel.describe(done).detail).toBe("100/100 · 00:40 · 2.50 it/s");
   });
 
+  it("sums what workers add to a shared bar, which is done when it reaches its total", () => {
+    const m = new ProgressModel();
+    const add = (id, add, extra = {}) => row(id, JSON.stringify({ id: "s", add, total: 10, elapsed: id, ...extra }), "progress");
+    m.apply(add(1, 4));
+    m.apply(add(2, 3, { elapsed: 0.5 })); // a worker whose clock reads earlier
+    expect(m.bars.get("s")).toMatchObject({ n: 7, state: "running", elapsed: 1 });
+    m.apply(add(3, 3));
+    expect(m.bars.get("s").state).toBe("done");
+    m.apply(add(4, 0, { state: "error" }));
+    m.apply(add(5, 0, { state: "running" }));
+    expect(m.bars.get("s").state).toBe("error"); // a failure stays
+  });
+
   it("renders one row per bar, in first-seen order, coloured by state, hiding leave=false bars", () => {
     const el = document.createElement("div");
     const v = new ProgressView(el);

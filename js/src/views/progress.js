@@ -44,7 +44,8 @@ export class ProgressModel {
     if (!p || typeof p !== "object" || Array.isArray(p)) return null;
     const id = String(p.id ?? "");
     const prev = this.bars.get(id) ?? { id, order: this.bars.size };
-    const n = Number(p.n ?? prev.n ?? 0);
+    // `add` comes from workers sharing one bar: each sends what it added.
+    const n = p.add != null ? Number(prev.n ?? 0) + Number(p.add) : Number(p.n ?? prev.n ?? 0);
     const total = p.total == null ? null : Number(p.total);
     const bar = {
       ...prev,
@@ -53,14 +54,21 @@ export class ProgressModel {
       desc: String(p.desc ?? prev.desc ?? ""),
       unit: String(p.unit ?? prev.unit ?? "it"),
       rate: p.rate == null ? null : Number(p.rate),
-      elapsed: Number(p.elapsed ?? 0),
+      elapsed: Math.max(Number(p.elapsed ?? 0), prev.elapsed ?? 0),
       postfix: p.postfix == null ? "" : typeof p.postfix === "string" ? p.postfix : formatPostfix(p.postfix),
-      state: STATES.has(p.state) ? p.state : "running",
+      state: ProgressModel.state(p.state, prev.state, n, total),
       level: Math.max(0, Math.min(8, Number(p.level ?? prev.level ?? 0) | 0)),
       leave: p.leave ?? prev.leave ?? true,
     };
     this.bars.set(id, bar);
     return bar;
+  }
+
+  static state(sent, prev, n, total) {
+    // A failure is final whatever comes after it (another worker's last update).
+    if (prev === "error" || prev === "interrupted") return prev;
+    const state = STATES.has(sent) ? sent : "running";
+    return state === "running" && Number.isFinite(total) && total > 0 && n >= total ? "done" : state;
   }
 
   /** What the row of one bar says, as text parts. */

@@ -22,7 +22,6 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +69,8 @@ def _state_for(exc_type: type[BaseException] | None) -> str:
 
 # Bars that stopped early inside a loop, whose cause only the cell's end tells (a generator
 # closed by an exception cannot see that exception). Corrected by a post_run_cell hook.
-_early: weakref.WeakSet[tqdm] = weakref.WeakSet()
+# (Strong references: the loop's bar is usually gone by then; the list is emptied each cell.)
+_early: list[tqdm] = []
 _hook_lock = threading.Lock()
 _hooked = False
 
@@ -90,8 +90,9 @@ def _hook_cell_end() -> bool:
 
 def _after_cell(result: Any) -> None:
     error = getattr(result, "error_in_exec", None)
-    for bar in list(_early):
-        _early.discard(bar)
+    bars = list(_early)
+    _early.clear()
+    for bar in bars:
         # A loop left by `break` is not a failure: it ended where the user chose.
         bar._publish(_state_for(type(error) if error is not None else None))
 
@@ -190,7 +191,7 @@ class tqdm(_Tqdm):  # the name people already use
             # or close() by hand. A loop's generator cannot see which; the cell's end can.
             state = "error"
             if _hook_cell_end():
-                _early.add(self)
+                _early.append(self)
         else:
             state = _state_for(exc)
         self._sse_final = True

@@ -235,3 +235,40 @@ def test_a_four_worker_pool_shows_four_bars_that_all_finish(lab, chromium) -> No
             expect(rows.nth(i)).to_contain_text("30/30")
         nb.screenshot("progress_pool", widget=0)
         assert not nb.errors
+
+
+@pytest.mark.browser
+def test_loops_that_fail_show_error_or_interrupted_and_many_bars_stay_readable(
+    lab, chromium
+) -> None:
+    cells = [
+        "from sse_widget import EventStream, progress\n"
+        "s = EventStream('progress', title='endings')\ns",
+        "for i in progress(range(10), stream=s, desc='fails'):\n"
+        "    if i == 4:\n        raise ValueError('boom')",
+        "for i in progress(range(10), stream=s, desc='stopped'):\n"
+        "    if i == 6:\n        raise KeyboardInterrupt",
+        "for i in progress(range(10), stream=s, desc='breaks'):\n    if i == 2:\n        break",
+        "many = EventStream('progress', title='32 workers')\ndisplay(many)\n"
+        "for w in range(32):\n"
+        "    many.send({'id': w, 'desc': f'worker {w}', 'n': w, 'total': 31, 'elapsed': 2.0},\n"
+        "              event='progress')",
+    ]
+    with notebook(lab, chromium, cells) as nb:
+        for i in range(5):
+            nb.run_cell(i)
+        bars = nb.widget(0).locator(".sse-widget-bar")
+        expect(bars).to_have_count(3)
+        expect(bars.nth(0)).to_have_attribute("data-state", "error")
+        expect(bars.nth(0)).to_contain_text("4/10")
+        expect(bars.nth(1)).to_have_attribute("data-state", "interrupted")
+        expect(bars.nth(2)).to_have_attribute("data-state", "done")  # a break is no failure
+        many = nb.widget(1).locator(".sse-widget-bar")
+        expect(many).to_have_count(32)
+        expect(many.last).to_have_attribute("data-state", "done")
+        body = nb.widget(1).locator(".sse-widget-body")
+        # 32 bars scroll inside the widget instead of pushing the notebook down.
+        assert body.evaluate("el => el.scrollHeight > el.clientHeight")
+        nb.screenshot("progress_endings", widget=0)
+        nb.screenshot("progress_32", widget=1)
+        assert not nb.errors

@@ -65,9 +65,10 @@ export class ProgressModel {
   }
 
   static state(sent, prev, n, total) {
-    // A failure is final whatever comes after it (another worker's last update).
-    if (prev === "error" || prev === "interrupted") return prev;
     const state = STATES.has(sent) ? sent : "running";
+    // A failure is not undone by a later "running" update (another worker's last one);
+    // only another final state replaces it (Python's correction once a cell has ended).
+    if ((prev === "error" || prev === "interrupted") && state === "running") return prev;
     return state === "running" && Number.isFinite(total) && total > 0 && n >= total ? "done" : state;
   }
 

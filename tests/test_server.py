@@ -402,20 +402,20 @@ def _buffered(server: EventServer) -> list[int]:
 def test_a_client_that_never_reads_does_not_hold_back_others(server: EventServer, raw_sse) -> None:
     ch = server.create_channel("s", max_events=1000)
     stuck = socket.create_connection(("127.0.0.1", server.port))
-    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stuck.sendall(f"GET /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    fast = raw_sse(server, f"/streams/s?key={server.key}")
-    wait_for(lambda: len(server.clients) == 2)
-    payload = "x" * 1000
-    total = 0
-    for _ in range(50):  # 50 MB through, 1,000 events a round
-        publish(ch, 1000, payload)
-        total += 1000
-        got = fast.read_events(1000, timeout=20)
-        assert got[-1].id == str(total)
-    # The stuck client holds at most about one watermark of buffered output.
-    assert max(_buffered(server)) <= 2 * server.watermark
-    stuck.close()
+    with stuck:  # closed even when an assertion fails
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(f"GET /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        fast = raw_sse(server, f"/streams/s?key={server.key}")
+        wait_for(lambda: len(server.clients) == 2)
+        payload = "x" * 1000
+        total = 0
+        for _ in range(50):  # 50 MB through, 1,000 events a round
+            publish(ch, 1000, payload)
+            total += 1000
+            got = fast.read_events(1000, timeout=20)
+            assert got[-1].id == str(total)
+        # The stuck client holds at most about one watermark of buffered output.
+        assert max(_buffered(server)) <= 2 * server.watermark
 
 
 def test_a_client_that_falls_behind_gets_a_gap_and_carries_on(server: EventServer) -> None:

@@ -405,8 +405,9 @@ class _FeedClient:
             self._cancel_idle()
 
     async def _loop(self) -> None:
+        self.feed._state("connecting")
         while not self.closing:
-            self.feed._state("connecting" if self.connections == 0 else "retrying")
+            # A reconnection stays "retrying", with its reason, until the stream opens.
             self.connections += 1
             att = await self._fetch()
             if self.stopped():

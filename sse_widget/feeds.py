@@ -398,6 +398,11 @@ class _FeedClient:
     async def run(self) -> None:
         try:
             await self._loop()
+        except asyncio.CancelledError:
+            # The server's loop is stopping (interpreter exit, server.stop()): end for good,
+            # so that join() and async-for do not wait for ever.
+            self.feed._state("closed")
+            raise
         except Exception as exc:  # pragma: no cover - a bug of ours: say so, don't hang
             self.feed._state("error", f"sse_widget's feed client failed: {exc!r}")
             traceback.print_exc()
@@ -454,6 +459,9 @@ class _FeedClient:
             streaming_callback=self._on_chunk,
         )
         error: BaseException | None = None
+        # The idle clock runs from the start: a server that accepts the connection and never
+        # answers is as dead as one that goes silent mid-stream.
+        self._touch()
         try:
             response: HTTPResponse = await client.fetch(request, raise_error=False)
             error = response.error if response.code >= 599 else None
@@ -468,6 +476,7 @@ class _FeedClient:
 
     def _on_header(self, line: str) -> None:
         att = self.attempt
+        self._touch()
         if not att.code:
             start = parse_response_start_line(line.strip())
             att.code, att.reason = start.code, start.reason
@@ -696,6 +705,7 @@ class EventFeed(EventStream):
         self._reported: set[int] = set()
         self._lock = threading.Lock()
         self._apply_lock = threading.RLock()
+        self._applying = threading.local()
         self._main_queue: list[tuple[str, Any]] = []  # ("events", rows) or ("status", ...)
         self._main_scheduled = False
         self._main_rows = 0  # events waiting for the main thread
@@ -775,14 +785,22 @@ class EventFeed(EventStream):
     # -- on the main thread ----------------------------------------------------------------
 
     def _catch_up(self) -> None:
-        """Apply what waits for the main thread now, if this thread may (see Dispatcher)."""
-        if self._dispatch.may_run_here():
+        """Apply what waits for the main thread now, if this thread may (see Dispatcher).
+
+        Not from inside a callback (which may call close(), wait() or join()): the events
+        after the current one would then run before the rest of its batch.
+        """
+        if self._dispatch.may_run_here() and not getattr(self._applying, "on", False):
             self._apply()
 
     def _apply(self) -> None:
         # One apply at a time, so that callbacks run in order whoever applies.
         with self._apply_lock:
-            self._apply_queued()
+            self._applying.on = True
+            try:
+                self._apply_queued()
+            finally:
+                self._applying.on = False
 
     def _apply_queued(self) -> None:
         with self._lock:
@@ -889,10 +907,14 @@ class EventFeed(EventStream):
         self._no_browser("feed.wait()")
         rec = self._record
         deadline = None if timeout is None else time.monotonic() + timeout
+        scan = self._wait_cursor
         with rec.cond:
             while True:
-                self._wait_cursor, ev = rec.next_after(self._wait_cursor, event)
+                # The cursor moves only with an event returned: a call that times out
+                # consumes nothing; `scan` just avoids looking at the same events twice.
+                scan, ev = rec.next_after(scan, event)
                 if ev is not None:
+                    self._wait_cursor = scan
                     break
                 if rec.ended:
                     raise FeedError(self._ended_text(event))

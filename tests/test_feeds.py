@@ -270,6 +270,17 @@ def test_silence_is_a_dead_connection_and_gets_reconnected(bad, feeds) -> None:
     assert [r["headers"].get("Last-Event-Id") for r in bad.seen("silent")] == [None, "s0", "s1"]
 
 
+def test_a_server_that_never_answers_counts_as_silent(feeds) -> None:
+    lsock = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never answers
+    try:
+        port = lsock.getsockname()[1]
+        feed = open_feed(feeds, f"http://127.0.0.1:{port}/x", method="POST", timeout=0.3)
+        assert feed.join(5) == "error"
+        assert feed._record.error.startswith("no data for 0.3 s")
+    finally:
+        lsock.close()
+
+
 def test_204_stops_the_feed_at_once(bad, feeds) -> None:
     @scenario(bad, "nocontent")
     async def _(h: _Handler, n: int) -> None:
@@ -508,6 +519,40 @@ def test_wait_returns_each_matching_event_in_turn(bad, feeds) -> None:
     ended = r"^the feed ended \(closed\) before an 'odd' event arrived$"
     with pytest.raises(FeedError, match=ended):
         feed.wait("odd", timeout=5)
+
+
+def test_a_wait_that_times_out_consumes_nothing(bad, feeds) -> None:
+    @scenario(bad, "twostep")
+    async def _(h: _Handler, n: int) -> None:
+        h.sse()
+        await h.emit("data: first\n\n")
+        await asyncio.sleep(30)
+
+    feed = open_feed(feeds, f"{bad.url}/twostep")
+    with pytest.raises(TimeoutError):
+        feed.wait("never", timeout=0.5)
+    assert feed.wait(timeout=5).data == "first"
+
+
+def test_a_callback_that_closes_the_feed_keeps_the_order(bad, feeds) -> None:
+    @scenario(bad, "stopword")
+    async def _(h: _Handler, n: int) -> None:
+        h.sse()
+        await h.emit("data: a\n\nevent: stop\ndata: b\n\ndata: c\n\n")
+        await asyncio.sleep(30)
+
+    feed = open_feed(feeds, f"{bad.url}/stopword")
+    seen: list[str] = []
+
+    @feed.on("*")
+    def cb(ev: Event) -> None:
+        seen.append(ev.data)
+        if ev.event == "stop":
+            feed.close()
+
+    wait_for(lambda: len(seen) == 3, what="three callbacks")
+    assert seen == ["a", "b", "c"]
+    assert feed.status == "closed"
 
 
 def test_wait_times_out_clearly(bad, feeds) -> None:

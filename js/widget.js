@@ -11,7 +11,7 @@ import { connectView } from "./src/transport.js";
 import { ChartView } from "./src/views/chart.js";
 import { LastView } from "./src/views/last.js";
 import { LogView } from "./src/views/log.js";
-import { PROGRESS_EVENT, ProgressView } from "./src/views/progress.js";
+import { PROGRESS_EVENT, ProgressModel, ProgressView } from "./src/views/progress.js";
 
 export const VIEWS = { log: LogView, last: LastView, chart: ChartView, progress: ProgressView };
 const STATUS_EVERY_MS = 500;
@@ -19,14 +19,22 @@ const SNAPSHOT_EVERY_MS = 1000;
 const MAX_WAIT_MS = 250;
 export const SNAPSHOT_ROWS = 200;
 
-/** What a snapshot keeps: the last rows, and the last state of every progress bar. */
+/**
+ * What a snapshot keeps: the last rows, and every progress bar's accumulated state (one row
+ * each, in place of its raw updates: workers send increments, which a tail would undercount).
+ */
 export function snapshotRows(recent, bars, limit = SNAPSHOT_ROWS) {
-  const tail = recent.slice(-limit);
-  const inTail = new Set(tail);
-  const extra = [...bars.values()].filter((r) => !inTail.has(r));
-  return [...extra, ...tail]
+  const tail = recent.filter((r) => r.type !== PROGRESS_EVENT).slice(-limit);
+  return [...bars.values(), ...tail]
     .sort((a, b) => a.id - b.id)
     .map(({ id, type, data, time, gap, missed }) => (gap ? { id, type, gap, missed, time } : { id, type, data, time }));
+}
+
+/** One bar's accumulated state as a progress row (absolute n, never an increment). */
+function barRow(row, bar) {
+  const { id, n, total, desc, unit, rate, elapsed, postfix, state, level, leave } = bar;
+  const data = JSON.stringify({ id, n, total, desc, unit, rate, elapsed, postfix, state, level, leave });
+  return { id: row.id, type: PROGRESS_EVENT, data, time: row.time };
 }
 
 function render({ model, el }) {
@@ -59,7 +67,11 @@ function render({ model, el }) {
 
   let maxRows = model.get("max_rows");
   let recent = []; // the last max_rows rows, every type
-  const bars = new Map(); // progress bar id -> its last row (kept for the snapshot)
+  // Every progress bar's state so far, as one row each: what a new progress view, a filter
+  // change or the snapshot starts from (the raw updates may be increments, and only the
+  // last max_rows of them are kept).
+  let barModel = new ProgressModel();
+  const bars = new Map();
   let filter = "";
   let paused = false;
   let held = [];
@@ -68,11 +80,13 @@ function render({ model, el }) {
   const viewName = () => (model.get("view") in VIEWS ? model.get("view") : "log");
   let view = null;
   const shows = (row) => !filter || row.gap || row.type === filter;
+  const history = () =>
+    (viewName() === "progress" ? [...bars.values()].sort((a, b) => a.id - b.id) : recent).filter(shows);
   const makeView = () => {
     view?.destroy();
     body.dataset.view = viewName();
     view = new VIEWS[viewName()](body, { maxRows });
-    view.append(recent.filter(shows));
+    view.append(history());
   };
 
   const toolbar = new Toolbar(toolEl, {
@@ -85,7 +99,7 @@ function render({ model, el }) {
     onFilter: (type) => {
       filter = type;
       view.clear();
-      view.append(recent.filter(shows));
+      view.append(history());
     },
     onPause: (on) => {
       paused = on;
@@ -98,6 +112,8 @@ function render({ model, el }) {
     onClear: () => {
       recent = [];
       held = [];
+      barModel = new ProgressModel();
+      bars.clear();
       view.clear();
       toolbar.setPaused(paused, 0);
       dirty = true;
@@ -106,13 +122,8 @@ function render({ model, el }) {
 
   const keep = (rows) => {
     for (const row of rows) {
-      if (row.type === PROGRESS_EVENT) {
-        try {
-          bars.set(String(JSON.parse(row.data).id ?? ""), row);
-        } catch {
-          // Not a progress payload: the progress view ignores it too.
-        }
-      }
+      const bar = row.type === PROGRESS_EVENT ? barModel.apply(row) : null;
+      if (bar) bars.set(bar.id, barRow(row, bar));
     }
     recent.push(...rows);
     if (recent.length > maxRows) recent = recent.slice(-maxRows);

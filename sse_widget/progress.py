@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -133,8 +134,8 @@ class tqdm(_Tqdm):  # the name people already use
             if stream.view != "progress":
                 stream.view = "progress"
         super().__init__(*args, **kwargs)
-        if stream is not None:
-            _open_bars.append(self)
+        if stream is not None and not self.disable:
+            _open_bars.append(weakref.ref(self))
 
     # -- what tqdm calls to draw -------------------------------------------------------
 
@@ -186,7 +187,11 @@ class tqdm(_Tqdm):  # the name people already use
         if self.disable:
             return None
         exc = self._sse_exc
-        if exc is None and self.total is not None and self.n < self.total:
+        if exc is None and self.total is None and _hook_cell_end():
+            # No total to compare with: done, unless the cell ends in an exception.
+            state = "done"
+            _early.append(self)
+        elif exc is None and self.total is not None and self.n < self.total:
             # Stopped early: an exception or KeyboardInterrupt in the loop's body, a break,
             # or close() by hand. A loop's generator cannot see which; the cell's end can.
             state = "error"
@@ -196,19 +201,26 @@ class tqdm(_Tqdm):  # the name people already use
             state = _state_for(exc)
         self._sse_final = True
         self.disable = True
-        with contextlib.suppress(ValueError):
-            _open_bars.remove(self)
+        _forget(self)
         self._decr_instances(self)  # type: ignore[attr-defined]
         self._publish(state)
         return None
 
 
-_open_bars: list[tqdm] = []
+# The bars open now, weakly: one dropped without close() must not keep later bars nested.
+_open_bars: list[weakref.ref[tqdm]] = []
+
+
+def _forget(bar: tqdm) -> None:
+    _open_bars[:] = [r for r in _open_bars if r() is not None and r() is not bar]
 
 
 def _open_stream() -> EventStream | None:
     """The widget a new bar draws in: an open bar's (nesting), a new one, or None (text)."""
-    for bar in reversed(_open_bars):
+    for ref in reversed(_open_bars):
+        bar = ref()
+        if bar is None or bar.disable:
+            continue
         # Nesting follows threads, as tqdm's positions do.
         if bar._sse is not None and not bar._sse._closed and bar._sse_tid == threading.get_ident():
             return bar._sse
@@ -261,10 +273,13 @@ class ProgressReporter:
         self._pending = 0.0
         self._last = 0.0
         self._postfix = ""
+        # Threads of one process share the reporter and its HTTP connection: one at a time.
+        self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_pending"] = 0.0
+        state.pop("_lock", None)  # locks do not pickle; each process makes its own
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -275,17 +290,19 @@ class ProgressReporter:
         """Add ``n`` to the bar; sends at most every ``mininterval`` seconds."""
         if self._pid != os.getpid():
             self._reset_local()
-        self._pending += n
-        now = time.monotonic()
-        if now - self._last >= self.mininterval:
-            self._flush("running")
-            self._last = now
+        with self._lock:
+            self._pending += n
+            now = time.monotonic()
+            if now - self._last >= self.mininterval:
+                self._flush("running")
+                self._last = now
 
     def set_postfix(self, **values: Any) -> None:
         """Show ``key=value`` pairs after the bar, as tqdm's ``set_postfix``."""
         self._postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def _flush(self, state: str) -> None:
+        # Called with the lock held.
         add, self._pending = self._pending, 0.0
         payload = {
             "id": self.id,
@@ -298,8 +315,10 @@ class ProgressReporter:
         }
         if self._postfix:
             payload["postfix"] = self._postfix
-        with contextlib.suppress(Exception):  # progress never breaks the work it measures
+        try:
             self.publisher.send(payload, event=PROGRESS_EVENT)
+        except Exception:  # progress never breaks the work it measures: keep it for next time
+            self._pending += add
 
     def close(self, state: str | None = None) -> None:
         """Send what is pending; ``state`` ("error", "interrupted") marks a failure.
@@ -307,7 +326,10 @@ class ProgressReporter:
         With a ``total`` the bar is done when the workers' updates reach it (so one worker
         finishing does not end a shared bar); without one, ``close()`` marks it done.
         """
-        self._flush(state or ("done" if self.total is None else "running"))
+        if self._pid != os.getpid():
+            self._reset_local()
+        with self._lock:
+            self._flush(state or ("done" if self.total is None else "running"))
 
     def __enter__(self) -> ProgressReporter:
         return self

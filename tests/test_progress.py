@@ -174,6 +174,35 @@ def test_a_process_pool_reports_one_bar_each_and_one_shared_bar(stream) -> None:
     ]
 
 
+def test_one_reporter_shared_by_threads_loses_nothing(stream) -> None:
+    rep = stream.progress_reporter(total=2400, desc="threads", mininterval=0)
+
+    def work() -> None:
+        for _ in range(300):
+            rep.update()
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rep.close()
+    time.sleep(0.2)
+    assert sum(u["add"] for u in sent(stream)) == 2400
+
+
+def test_an_abandoned_or_disabled_bar_does_not_capture_later_bars(stream) -> None:
+    disabled = stream.progress(range(3), disable=True)  # never iterated, never closed
+    abandoned = tqdm(total=10, stream=stream)
+    del abandoned  # never closed: collected, it must not stay "open"
+    # A bar with no stream joins an open bar's widget; here none is open (and outside a
+    # notebook it is then a text bar).
+    later = tqdm(total=2, file=io.StringIO())
+    assert later._sse is None
+    later.close()
+    assert disabled.disable
+
+
 def test_a_reporter_pickles_and_marks_failures(stream) -> None:
     rep = pickle.loads(pickle.dumps(stream.progress_reporter(total=5, desc="p")))
 

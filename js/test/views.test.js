@@ -161,6 +161,13 @@ describe("LogView", () => {
 });
 
 describe("snapshot", () => {
+  it("keeps progress bars as their accumulated state, not their raw updates", () => {
+    const recent = [row(1, "a"), row(2, '{"id": "w", "add": 5}', "progress"), row(3, "b")];
+    const bar = row(2, '{"id": "w", "n": 25}', "progress");
+    const rows = snapshotRows(recent, new Map([["w", bar]]), 10);
+    expect(rows.map((r) => r.data)).toEqual(["a", '{"id": "w", "n": 25}', "b"]);
+  });
+
   it("keeps the last rows plus every progress bar's last row, plain fields only", () => {
     const recent = [1, 2, 3, 4, 5].map((i) => row(i, `d${i}`));
     const bar = row(0, '{"id": "x", "n": 1}', "progress");

@@ -80,13 +80,13 @@ function render({ model, el }) {
   const viewName = () => (model.get("view") in VIEWS ? model.get("view") : "log");
   let view = null;
   const shows = (row) => !filter || row.gap || row.type === filter;
-  const history = () =>
+  const replay = () =>
     (viewName() === "progress" ? [...bars.values()].sort((a, b) => a.id - b.id) : recent).filter(shows);
   const makeView = () => {
     view?.destroy();
     body.dataset.view = viewName();
     view = new VIEWS[viewName()](body, { maxRows });
-    view.append(history());
+    view.append(replay());
   };
 
   const toolbar = new Toolbar(toolEl, {
@@ -99,7 +99,7 @@ function render({ model, el }) {
     onFilter: (type) => {
       filter = type;
       view.clear();
-      view.append(history());
+      view.append(replay());
     },
     onPause: (on) => {
       paused = on;
@@ -125,7 +125,9 @@ function render({ model, el }) {
       const bar = row.type === PROGRESS_EVENT ? barModel.apply(row) : null;
       if (bar) bars.set(bar.id, barRow(row, bar));
     }
-    recent.push(...rows);
+    // concat, not push(...rows): a batch can be huge (a hidden tab runs no frames for a
+    // while), and spreading it into arguments would overflow the stack.
+    recent = recent.concat(rows);
     if (recent.length > maxRows) recent = recent.slice(-maxRows);
     toolbar.addTypes(new Set(rows.filter((r) => !r.gap).map((r) => r.type)));
     dirty = true;
@@ -160,7 +162,7 @@ function render({ model, el }) {
     queue = [];
     keep(rows);
     if (paused) {
-      held.push(...rows);
+      held = held.concat(rows);
       if (held.length > maxRows) held = held.slice(-maxRows);
       toolbar.setPaused(true, held.length);
     } else {

@@ -130,10 +130,9 @@ def _request_headers(
         if any(c in name + value for c in "\r\n\0"):
             raise ValueError(f"header {name!r} may not contain CR, LF or NUL; got {value!r}")
         out[name] = value
-    if last_event_id:
-        if any(c in last_event_id for c in "\r\n\0"):
-            raise ValueError(f"last_event_id may not contain CR, LF or NUL; got {last_event_id!r}")
-        out["Last-Event-ID"] = last_event_id
+    # Last-Event-ID is not among them: each request sends the one in force then (_fetch).
+    if last_event_id and any(c in last_event_id for c in "\r\n\0"):
+        raise ValueError(f"last_event_id may not contain CR, LF or NUL; got {last_event_id!r}")
     return out
 
 

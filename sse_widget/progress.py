@@ -178,9 +178,6 @@ class tqdm(_Tqdm):  # the name people already use
         self._sse_exc = exc_type
         super().__exit__(exc_type, exc_value, traceback)
 
-    def _complete(self) -> bool:
-        return self.total is not None and self.n >= self.total
-
     def close(self) -> None:
         if self._sse is None:
             return super().close()

@@ -192,6 +192,20 @@ def test_a_replay_drops_the_id_less_events_that_follow_a_repeated_id(bad, feeds)
     ]
 
 
+def test_a_reconnection_sends_the_id_in_force_not_the_first_one(bad, feeds) -> None:
+    @scenario(bad, "resetid")
+    async def _(h: _Handler, n: int) -> None:
+        if n == 1:
+            h.set_status(204)
+            return
+        h.sse()
+        await h.emit("id\ndata: the stream clears the id\n\n")
+
+    feed = open_feed(feeds, f"{bad.url}/resetid", last_event_id="41")
+    assert feed.join(10) == "closed"
+    assert [r["headers"].get("Last-Event-Id") for r in bad.seen("resetid")] == ["41", None]
+
+
 def test_retry_field_sets_the_reconnection_time(bad, feeds) -> None:
     @scenario(bad, "retry")
     async def _(h: _Handler, n: int) -> None:

@@ -15,11 +15,15 @@ bounded by the history whatever the clients do.
 
 from __future__ import annotations
 
+import itertools
 import json
+import sys
 import threading
-from bisect import bisect_right
+import time
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 from typing import Protocol
 
 from .errors import EncodeError
@@ -46,10 +50,16 @@ _DEFAULT_HISTORY = 10_000
 _MAX_RUNS = 65_536
 # Idempotency keys remembered per channel, so a publisher's retried POST lands once.
 _MAX_KEYS = 4_096
+# How long a drain waits for an event whose id was taken but never appended, and how
+# often it looks again meanwhile.
+_MISSING_TIMEOUT = 0.25
+_MISSING_RETRY = 0.002
 # Rough per-event overhead of the encoded form, for the byte bound of the history.
 _OVERHEAD = 16
 
 _MESSAGE = '"message"'
+# Encoded sizes are summed this many entries at a time when a batch is cut by size.
+_CUT_BLOCK = 4096
 
 _checked_events: set[str] = set()
 
@@ -93,7 +103,16 @@ def _sse_slow(i: int, event: str | None, data: str) -> str:
 
 
 def _encode_sse(items: list[Item]) -> list[str]:
-    # The fast path covers single-line data; event types were validated at send().
+    # Checked once per batch, at C speed: does any data hold a line break, and which event
+    # types occur? The usual batch (single-line data, one type) then takes a loop with no
+    # test per event, which halves the cost of the form below.
+    types = {ev for _, ev, _ in items}
+    joined = "".join([d for _, _, d in items])
+    if "\n" not in joined and "\r" not in joined and len(types) == 1:
+        (ev,) = types
+        if ev is None:
+            return [f"id: {i}\ndata: {d}\n\n" for i, _, d in items]
+        return [f"id: {i}\nevent: {ev}\ndata: {d}\n\n" for i, _, d in items]
     return [
         (f"id: {i}\ndata: {d}\n\n" if ev is None else f"id: {i}\nevent: {ev}\ndata: {d}\n\n")
         if "\n" not in d and "\r" not in d
@@ -142,12 +161,15 @@ class Channel:
         self.closed = False
         self.subscribers: set[Subscriber] = set()
         self._pending: list[Item] = []
+        self._held: list[Item] = []  # drained, but above an id not appended yet
         self._dirty = False
+        self._take_id = registry.ids.take
         # The history: _items[_start:] is held. _sse and _mux are the encoded forms,
         # aligned with _items from index 0 and filled lazily (so possibly shorter).
         self._items: list[Item] = []
         self._start = 0
         self._sse: list[str] = []
+        self._sse_memo: tuple[tuple[int, int, int, int], bytes, int] | None = None
         self._mux: list[str] = []
         self._sizes: list[int] = []  # only with max_bytes
         self._bytes = 0
@@ -166,14 +188,15 @@ class Channel:
         """Queue one event and return its id. Thread-safe; never blocks on the network.
 
         ``data`` must be a ``str`` and ``event`` an already validated type (the public
-        ``send()`` methods convert and validate).
+        ``send()`` methods convert and validate). No lock is taken: the id comes from the
+        registry's :class:`IdSequence` and ``list.append`` is atomic, so this costs a few
+        hundred nanoseconds from the caller's computation. :meth:`ChannelRegistry.drain`
+        orders what concurrent callers appended.
         """
-        reg = self.registry
-        with reg.lock:
-            reg.last_id = i = reg.last_id + 1
-            self._pending.append((i, event, data))
-            if not self._dirty:
-                self._mark_dirty()
+        i = self._take_id()
+        self._pending.append((i, event, data))
+        if not self._dirty:
+            self._mark_dirty()
         return i
 
     def publish_many(self, events: Sequence[str | None], datas: Sequence[str]) -> int:
@@ -183,23 +206,24 @@ class Channel:
         """
         if len(events) != len(datas):
             raise ValueError(f"{len(events)} event types for {len(datas)} data strings")
-        reg = self.registry
-        with reg.lock:
-            first = reg.last_id + 1
-            reg.last_id = last = reg.last_id + len(datas)
-            self._pending.extend(zip(range(first, last + 1), events, datas, strict=True))
-            if not self._dirty:
-                self._mark_dirty()
-        return last
+        ids = self.registry.ids.take_many(len(datas))
+        self._pending.extend(zip(ids, events, datas, strict=True))
+        if not self._dirty:
+            self._mark_dirty()
+        return ids[-1] if ids else self.registry.ids.peek() - 1
 
     def _mark_dirty(self) -> None:
-        # Called with the registry's lock held: one drain for every channel with news.
+        # One drain for every channel with news. The drain clears the flag before it
+        # takes the pending events, so an event appended after that sets it again.
         reg = self.registry
-        self._dirty = True
-        reg.dirty.append(self)
-        if not reg.drain_scheduled:
-            reg.drain_scheduled = True
-            reg.wake()
+        with reg.lock:
+            if self._dirty:
+                return
+            self._dirty = True
+            reg.dirty.append(self)
+            if not reg.drain_scheduled:
+                reg.drain_scheduled = True
+                reg.wake()
 
     def publish_once(self, key: str, data: str, event: str | None = None) -> int:
         """Like :meth:`publish`, but a second call with the same ``key`` returns the first id.
@@ -221,7 +245,7 @@ class Channel:
     @property
     def published(self) -> int:
         """How many events were accepted by :meth:`publish`, drained or not."""
-        return self._total + len(self._pending)
+        return self._total + len(self._held) + len(self._pending)
 
     @property
     def total(self) -> int:
@@ -234,10 +258,15 @@ class Channel:
     # -- server thread ---------------------------------------------------------------
 
     def _take_pending(self) -> list[Item]:
-        # Called with the registry's lock held.
-        pending, self._pending = self._pending, []
-        self._dirty = False
-        return pending
+        # A prefix by length, never a swap of the list: a producer that has just looked
+        # up ``_pending`` may still append to it. Ids come before the append, so two
+        # threads can append out of order; sorting a sorted list costs one pass in C.
+        pending = self._pending
+        n = len(pending)
+        taken = pending[:n]
+        del pending[:n]
+        taken.sort()  # ids are unique, so tuples compare by id alone
+        return taken
 
     def _append(self, items: list[Item]) -> None:
         self._count(items)
@@ -250,12 +279,15 @@ class Channel:
 
     def _count(self, items: list[Item]) -> None:
         first, last, n = items[0][0], items[-1][0], len(items)
-        if first == self._last_counted + 1 and last - first == n - 1 and self._run_ids:
-            # One run continued: the usual case of a single busy stream.
+        run_ids, run_seqs = self._run_ids, self._run_seqs
+        if last - first == n - 1:
+            # Consecutive ids (a single busy stream): one run, continued or new.
+            if first != self._last_counted + 1 or not run_ids:
+                run_ids.append(first)
+                run_seqs.append(self._total)
             self._total += n
             self._last_counted = last
             return
-        run_ids, run_seqs = self._run_ids, self._run_seqs
         prev, total = self._last_counted, self._total
         for i, _, _ in items:
             if i != prev + 1 or not run_ids:
@@ -328,13 +360,22 @@ class Channel:
         if have < upto:
             cache.extend(encode(self._items[have:upto]))
 
-    def sse_after(self, cursor: int, limit: int) -> tuple[str, int]:
-        """Plain SSE text of the events after ``cursor``, about ``limit`` bytes at most.
+    def sse_after(self, cursor: int, limit: int) -> tuple[bytes, int]:
+        """Plain SSE bytes of the events after ``cursor``, about ``limit`` bytes at most.
 
-        Returns the text and the last id in it (``cursor`` if nothing is pending). At
-        least one event is returned when one is pending, however large.
+        Returns the bytes and the last id in them (``cursor`` if nothing is pending). At
+        least one event is returned when one is pending, however large. Readers that keep
+        up ask for the same chunk one after another, so the last chunk is remembered and
+        a fan-out to many clients encodes it once.
         """
-        return self._after(cursor, limit, self._sse, _encode_sse)
+        key = (cursor, limit, len(self._items), self._start)
+        memo = self._sse_memo
+        if memo is not None and memo[0] == key:
+            return memo[1], memo[2]
+        text, last = self._after(cursor, limit, self._sse, _encode_sse)
+        chunk = text.encode("utf-8")
+        self._sse_memo = (key, chunk, last)
+        return chunk, last
 
     def mux_after(self, cursor: int, limit: int) -> tuple[list[tuple[int, str]], int]:
         """Multiplexed lines (``[id,"stream","type","data"]``) after ``cursor``, by size."""
@@ -343,7 +384,7 @@ class Channel:
         if lo >= end:
             return [], cursor
         self._fill(self._mux, end, self._encode_mux)
-        hi, _ = self._cut(self._mux, lo, end, limit)
+        hi = self._cut(self._mux, lo, end, limit)
         items = self._items
         return [(items[k][0], self._mux[k]) for k in range(lo, hi)], items[hi - 1][0]
 
@@ -355,17 +396,28 @@ class Channel:
         if lo >= end:
             return "", cursor
         self._fill(cache, end, encode)
-        hi, _ = self._cut(cache, lo, end, limit)
+        hi = self._cut(cache, lo, end, limit)
         return "".join(cache[lo:hi]), self._items[hi - 1][0]
 
     @staticmethod
-    def _cut(cache: list[str], lo: int, end: int, limit: int) -> tuple[int, int]:
+    def _cut(cache: list[str], lo: int, end: int, limit: int) -> int:
+        """The end of the slice from ``lo`` that first reaches ``limit`` characters.
+
+        At least one entry is taken.
+        """
+        # Sizes are summed a block at a time at C speed, and only the block that reaches
+        # the limit is looked at entry by entry, so a cut costs little more than a sum.
         size = 0
         hi = lo
-        while hi < end and (size < limit or hi == lo):
-            size += len(cache[hi])
-            hi += 1
-        return hi, size
+        while hi < end:
+            stop = min(end, hi + _CUT_BLOCK)
+            block = sum(map(len, cache[hi:stop]))
+            if size + block >= limit:
+                sizes = list(accumulate(map(len, cache[hi:stop]), initial=size))
+                return max(lo + 1, hi + bisect_left(sizes, limit))
+            size += block
+            hi = stop
+        return end
 
     def _encode_mux(self, items: list[Item]) -> list[str]:
         name = self._json_name
@@ -388,6 +440,45 @@ class Channel:
         ]
 
 
+class IdSequence:
+    """The increasing event ids of one server, taken from any thread without a lock.
+
+    With the GIL, ``next()`` on an ``itertools.count`` and ``islice`` over it run in C
+    without releasing the GIL, so every take is atomic and ids are never handed out twice.
+    A free-threaded build (or ``locked=True``) takes them under a lock instead.
+
+    What is not atomic is the pair "take an id, then append the event": a thread can be
+    switched out between the two, or interrupted (KeyboardInterrupt) and never append.
+    :meth:`ChannelRegistry.drain` handles both.
+    """
+
+    def __init__(self, *, locked: bool | None = None) -> None:
+        if locked is None:
+            locked = not getattr(sys, "_is_gil_enabled", lambda: True)()
+        self.locked = locked
+        self._count = itertools.count(1)
+        self._lock = threading.Lock()
+        self.take: Callable[[], int] = self._take_locked if locked else self._count.__next__
+
+    def _take_locked(self) -> int:
+        with self._lock:
+            return next(self._count)
+
+    def take_many(self, n: int) -> list[int]:
+        """``n`` consecutive ids."""
+        if self.locked:
+            with self._lock:
+                return list(itertools.islice(self._count, n))
+        return list(itertools.islice(self._count, n))
+
+    def peek(self) -> int:
+        """The next id to be handed out: every id below it has been taken."""
+        if self.locked:
+            with self._lock:
+                return int(repr(self._count)[6:-1])
+        return int(repr(self._count)[6:-1])  # "count(N)"
+
+
 class ChannelRegistry:
     """The channels of one server, their shared id sequence and their drain.
 
@@ -396,15 +487,39 @@ class ChannelRegistry:
     wake:
         Called (from any thread, with the lock held) when a drain should be scheduled on
         the server's loop. It must only hand the work over (``IOLoop.add_callback``).
+    wake_later:
+        Called on the server thread with a delay in seconds, when a drain must look again
+        for an event whose id was taken but not appended yet (``IOLoop.call_later``).
+    clock:
+        Monotonic seconds, for how long such an id has been missing.
     """
 
-    def __init__(self, wake: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        wake: Callable[[], None] | None = None,
+        wake_later: Callable[[float], None] | None = None,
+        *,
+        ids: IdSequence | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.lock = threading.Lock()
-        self.last_id = 0
+        self.ids = ids or IdSequence()
         self.dirty: list[Channel] = []
         self.drain_scheduled = False
         self.channels: dict[str, Channel] = {}
         self.wake: Callable[[], None] = wake or (lambda: None)
+        self.wake_later: Callable[[float], None] = wake_later or (lambda delay: None)
+        self.clock = clock
+        # Every id up to `committed` is in a history, or was given up as never appended.
+        self.committed = 0
+        self._holding: set[Channel] = set()
+        self._missing: int | None = None  # the first id a drain is waiting for
+        self._missing_since = 0.0
+
+    @property
+    def last_id(self) -> int:
+        """The last id handed out."""
+        return self.ids.peek() - 1
 
     def create(
         self, name: str, *, max_events: int = _DEFAULT_HISTORY, max_bytes: int | None = None
@@ -432,16 +547,81 @@ class ChannelRegistry:
         """Move pending events into their channels' histories (server thread only).
 
         Returns the channels that received events, so the server can wake their readers.
-        Ids were handed out under the lock, so after a drain every id up to ``last_id`` is
-        in a history: a cursor never skips an event that arrives late.
+
+        A cursor must never pass an id whose event is still on its way, or that event
+        would be skipped. So a drain commits events only up to the first id that was
+        handed out but is not here yet (its thread was switched out between taking the
+        id and appending), holds the rest, and looks again shortly. In the usual case
+        every id is here and one comparison says so. An id missing for longer than
+        :data:`_MISSING_TIMEOUT` was never appended (an interrupt between the two steps)
+        and is given up; should its event turn up after all, it is published again under
+        a new id rather than behind readers' cursors.
         """
         with self.lock:
             dirty, self.dirty = self.dirty, []
             self.drain_scheduled = False
-            batches = [(ch, ch._take_pending()) for ch in dirty]
-        for ch, items in batches:
-            ch._append(items)
-        return dirty
+            for ch in dirty:
+                ch._dirty = False
+        channels = set(dirty) | self._holding
+        taken = [(ch, ch._take_pending()) for ch in channels]
+        # Read after the events were taken: every id taken so far is below `top`.
+        top = self.ids.peek()
+        committed = self.committed
+        # Ids are unique and below `top`: if as many are here as were taken since the
+        # last drain, and none is older, they are exactly those, with none missing.
+        if (
+            not self._holding
+            and sum(len(items) for _, items in taken) == top - 1 - committed
+            and all(not items or items[0][0] > committed for _, items in taken)
+        ):
+            for ch, items in taken:
+                if items:
+                    ch._append(items)
+            self.committed = top - 1
+            self._missing = None
+            return [ch for ch, items in taken if items]
+        return self._drain_with_missing(taken, top)
+
+    def _drain_with_missing(
+        self, taken: list[tuple[Channel, list[Item]]], top: int
+    ) -> list[Channel]:
+        committed = self.committed
+        late: list[tuple[Channel, Item]] = []
+        for ch, items in taken:
+            held = ch._held + items
+            late.extend((ch, item) for item in held if item[0] <= committed)
+            ch._held = sorted(item for item in held if item[0] > committed)
+        here = sorted(item[0] for ch, _ in taken for item in ch._held)
+        upto = committed  # the end of the run of consecutive ids from `committed`
+        for i in here:
+            if i != upto + 1:
+                break
+            upto = i
+        if here and upto < here[-1]:
+            # Id upto + 1 is missing, and the events after it wait for it.
+            now = self.clock()
+            if self._missing != upto + 1:
+                self._missing, self._missing_since = upto + 1, now
+            elif now - self._missing_since > _MISSING_TIMEOUT:
+                upto = here[-1]  # give up every id still missing below the newest held
+        if not here or upto == here[-1]:
+            self._missing = None
+        received: list[Channel] = []
+        self._holding = set()
+        for ch, _ in taken:
+            k = bisect_right(ch._held, upto, key=_item_id)
+            if k:
+                ch._append(ch._held[:k])
+                del ch._held[:k]
+                received.append(ch)
+            if ch._held:
+                self._holding.add(ch)
+        self.committed = upto
+        for ch, (_, event, data) in late:
+            ch.publish(data, event)  # it turned up after its id was given up
+        if self._holding:
+            self.wake_later(_MISSING_RETRY)
+        return received
 
 
 def collect_mux(cursors: dict[Channel, int], limit: int) -> tuple[list[str], int]:

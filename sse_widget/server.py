@@ -218,8 +218,8 @@ class _Handler(RequestHandler):
             if missed:
                 head = b'event: %s\ndata: {"missed": %d}\n\n' % (GAP_EVENT.encode(), missed)
                 cursor = ch.skip_gap(cursor)
-            text, client.cursors[ch] = ch.sse_after(cursor, limit)
-            return head + text.encode("utf-8")
+            chunk, client.cursors[ch] = ch.sse_after(cursor, limit)
+            return head + chunk if head else chunk
         lines, top = collect_mux(client.cursors, limit)
         if not lines:
             return b""
@@ -436,7 +436,7 @@ class EventServer:
         self.retry_ms = retry_ms
         self.key = secrets.token_urlsafe(32)
         self.clients: set[_Client] = set()
-        self.registry = ChannelRegistry(self._wake)
+        self.registry = ChannelRegistry(self._wake, self._wake_later)
         self._ioloop: IOLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -541,6 +541,12 @@ class EventServer:
         loop = self._ioloop
         if loop is not None:
             loop.add_callback(self._drain)
+
+    def _wake_later(self, delay: float) -> None:
+        # Called from a drain, so on the server thread.
+        loop = self._ioloop
+        if loop is not None:
+            loop.call_later(delay, self._drain)
 
     def _drain(self) -> None:
         for ch in self.registry.drain():

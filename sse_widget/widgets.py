@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import anywidget
@@ -116,6 +117,8 @@ class EventStream(anywidget.AnyWidget):
         self._server: EventServer = server
         self._channel = channel
         self._closed = False
+        # send()'s last step; close() swaps in a refusal, so send() tests nothing for it.
+        self._publish: Callable[[str, str | None], int] = channel.publish
         super().__init__(view=view, title=title, max_rows=max_rows, transport=transport, **kwargs)
         self.set_trait("stream", channel.name)
         self.set_trait("server_url", server.url)
@@ -148,9 +151,10 @@ class EventStream(anywidget.AnyWidget):
             data = to_text(data)
         if event is not None:
             check_user_event(event)
-        if self._closed:
-            raise SSEError(f"stream {self._channel.name!r} is closed; create a new EventStream")
-        return self._channel.publish(data, event)
+        return self._publish(data, event)
+
+    def _refuse(self, data: str, event: str | None) -> int:
+        raise SSEError(f"stream {self._channel.name!r} is closed; create a new EventStream")
 
     def send_message(self, content: dict[str, Any]) -> None:
         """Send a custom message to the frontend (ipywidgets' ``Widget.send``)."""
@@ -228,6 +232,7 @@ class EventStream(anywidget.AnyWidget):
         if self._closed:
             return
         self._closed = True
+        self._publish = self._refuse
         self._pump.stop()
         self._server.remove_channel(self._channel.name)
         super().close()

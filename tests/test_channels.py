@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 
 import pytest
 
-from sse_widget.channels import ChannelRegistry, check_user_event, collect_mux
+from sse_widget.channels import (
+    ChannelRegistry,
+    IdSequence,
+    check_user_event,
+    collect_mux,
+)
 from sse_widget.errors import EncodeError
 
 
@@ -97,6 +103,102 @@ def test_publish_from_many_threads_keeps_every_event_in_id_order() -> None:
     assert len(held) == 40_000
     got = [int(e.id) for e in held]
     assert got == sorted(got) == sorted(i for per in ids for i in per)
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["gil", "locked"])
+def test_readers_never_skip_an_event_while_threads_race_between_id_and_append(
+    locked: bool,
+) -> None:
+    # publish() takes an id, then appends: with a tiny switch interval, threads are often
+    # switched out between the two. A reader that moved its cursor past an id still on
+    # its way would never see that event; here every reader must get every event once.
+    reg = ChannelRegistry(ids=IdSequence(locked=locked))
+    chans = [reg.create(name, max_events=1_000_000) for name in "ab"]
+    sent: list[list[int]] = [[] for _ in chans]
+    go = threading.Event()
+
+    def work(k: int) -> None:
+        go.wait()
+        for i in range(20_000):
+            n = (k + i) % len(chans)
+            sent[n].append(chans[n].publish("x"))  # list.append: atomic, like publish's
+
+    cursors = dict.fromkeys(chans, 0)
+    seen: list[list[int]] = [[] for _ in chans]
+
+    def read() -> None:
+        reg.drain()
+        for n, ch in enumerate(chans):
+            lines, cursors[ch] = ch.mux_after(cursors[ch], 1 << 30)
+            seen[n] += [i for i, _ in lines]
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        go.set()
+        while any(t.is_alive() for t in threads):
+            read()
+    finally:
+        sys.setswitchinterval(old)
+    for t in threads:
+        t.join()
+    read()
+    for n in range(len(chans)):
+        assert seen[n] == sorted(sent[n]), f"channel {n}: a reader skipped or repeated ids"
+    assert sum(map(len, seen)) == 4 * 20_000
+
+
+def test_an_id_taken_but_not_appended_holds_back_later_events_until_it_arrives() -> None:
+    retries: list[float] = []
+    reg = ChannelRegistry(wake_later=retries.append)
+    a, b = reg.create("a"), reg.create("b")
+    taken = reg.ids.take()  # a thread switched out between taking an id and appending
+    b.publish("after")
+    assert reg.drain() == []
+    assert len(b) == 0
+    assert b.published == 1
+    assert retries, "the drain must look again for the missing id"
+    a._pending.append((taken, None, "before"))
+    a._mark_dirty()
+    assert set(reg.drain()) == {a, b}
+    assert [e.id for e in a.events()] == [str(taken)]
+    assert [e.id for e in b.events()] == [str(taken + 1)]
+
+
+def test_an_id_never_appended_is_given_up_and_a_late_event_gets_a_new_id() -> None:
+    now = [0.0]
+    reg = ChannelRegistry(clock=lambda: now[0])
+    ch = reg.create("a")
+    lost = reg.ids.take()  # an interrupt between taking the id and appending
+    ch.publish("x")
+    reg.drain()
+    assert len(ch) == 0
+    now[0] += 0.1
+    reg.drain()
+    assert len(ch) == 0, "given up too soon"
+    now[0] += 1.0
+    reg.drain()
+    assert [(e.id, e.data) for e in ch.events()] == [(str(lost + 1), "x")]
+    # Should the event turn up after all, it is not put behind readers' cursors.
+    ch._pending.append((lost, None, "late"))
+    ch._mark_dirty()
+    reg.drain()
+    reg.drain()
+    assert [(e.id, e.data) for e in ch.events()] == [(str(lost + 1), "x"), (str(lost + 2), "late")]
+    assert ch.published == 2
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["gil", "locked"])
+def test_id_sequence_takes_and_peeks(locked: bool) -> None:
+    ids = IdSequence(locked=locked)
+    assert ids.peek() == 1
+    assert [ids.take(), ids.take()] == [1, 2]
+    assert ids.take_many(3) == [3, 4, 5]
+    assert ids.take_many(0) == []
+    assert ids.peek() == 6
 
 
 def test_missed_after_counts_only_this_channels_trimmed_events() -> None:

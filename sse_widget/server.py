@@ -39,6 +39,7 @@ from urllib.parse import quote
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
@@ -54,6 +55,8 @@ DEFAULT_KEEPALIVE = 15.0
 DEFAULT_WATERMARK = 1 << 20
 DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_RETRY_MS = 1000
+# How many times one drain looks again for events published while it was sending.
+_DRAIN_ROUNDS = 8
 
 
 class _Client:
@@ -61,11 +64,20 @@ class _Client:
 
     It is driven by callbacks on the server thread, not by a coroutine per client: a
     drain writes straight to every idle client, and a flush's completion writes what
-    piled up meanwhile. A client never has more than one chunk (about one watermark) in
-    flight, so a reader that never reads costs one chunk of memory, and the history.
+    piled up meanwhile. Tornado never queues more than one chunk (about one watermark)
+    for a client, so a reader that never reads costs one chunk of memory, and the history.
     """
 
-    __slots__ = ("busy", "closed", "cursors", "done", "handler", "last_write", "single")
+    __slots__ = (
+        "busy",
+        "closed",
+        "cursors",
+        "done",
+        "handler",
+        "last_write",
+        "single",
+        "started",
+    )
 
     def __init__(self, handler: _Handler, cursors: dict[Channel, int], single: bool) -> None:
         self.handler = handler
@@ -73,6 +85,7 @@ class _Client:
         self.single = single
         self.busy = False
         self.closed = False
+        self.started = False  # the response head has been sent
         self.last_write = 0.0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -81,21 +94,72 @@ class _Client:
             self.pump()
 
     def pump(self, extra: bytes = b"") -> None:
-        """Write everything pending (up to the watermark) in one write and one flush."""
+        """Write what is pending, a chunk (about one watermark) at a time.
+
+        A chunk the socket takes whole is followed by the next at once; otherwise the
+        rest is queued and the flush's completion carries on.
+        """
         handler = self.handler
-        chunk = handler.collect(self)
-        if chunk is None:
+        while True:
+            chunk = handler.collect(self)
+            if chunk is None:
+                self.close()
+                return
+            if not chunk and not extra:
+                return
+            self.last_write = handler.server.now()
+            data = extra + chunk if extra else chunk
+            extra = b""
+            stream = self._idle_stream()
+            if stream is None:
+                self.busy = True
+                handler.write(data)
+                handler.flush().add_done_callback(self._flushed)
+                return
+            if not self._send_now(stream, data):
+                return
+
+    def _idle_stream(self) -> IOStream | None:
+        """The client's plain TCP stream, if the response has started and nothing is queued.
+
+        Tornado's own write path costs futures whose callbacks each take a turn of the
+        loop, and while the notebook computes every turn is a GIL hand-over (~5 ms): an
+        event would wait two or three of them. So once the headers are out, a chunk goes
+        straight to the socket whenever Tornado has nothing of its own waiting to be sent
+        (so the order of bytes is kept), and only what the socket refuses is queued.
+        """
+        conn = self.handler.request.connection
+        stream = getattr(conn, "stream", None)
+        if (
+            not self.started
+            or type(stream) is not IOStream
+            or stream.closed()
+            or _unsent(stream) != 0
+            or not hasattr(conn, "_format_chunk")
+        ):
+            return None
+        return stream
+
+    def _send_now(self, stream: IOStream, data: bytes) -> bool:
+        """Send ``data`` as the response's next chunk; True if the socket took it all."""
+        framed: bytes = self.handler.request.connection._format_chunk(data)  # type: ignore[union-attr]
+        try:
+            sent = stream.socket.send(framed)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the reader is gone: Tornado's close callback cleans up
             self.close()
-            return
-        if not chunk and not extra:
-            return
+            stream.close()
+            return False
+        if sent == len(framed):
+            return True
         self.busy = True
-        self.last_write = handler.server.now()
-        handler.write(extra + chunk)
-        handler.flush().add_done_callback(self._flushed)
+        stream.write(memoryview(framed)[sent:]).add_done_callback(self._flushed)
+        return False
 
     def _flushed(self, fut: asyncio.Future[None]) -> None:
         self.busy = False
+        self.started = True
         if fut.exception() is not None:  # StreamClosedError: the reader is gone
             self.close()
         elif not self.closed:
@@ -113,8 +177,22 @@ class _Client:
 
     def buffered(self) -> int:
         """Bytes written to this client that its socket has not taken yet (for tests)."""
-        stream = getattr(self.handler.request.connection, "stream", None)
-        return int(getattr(stream, "_write_buffer_size", 0))
+        size = _unsent(getattr(self.handler.request.connection, "stream", None))
+        if size is None:
+            raise RuntimeError("this Tornado does not say how much a stream has queued")
+        return size
+
+
+def _unsent(stream: object) -> int | None:
+    """Bytes queued in a Tornado IOStream that its socket has not taken, or None if unknown.
+
+    Tornado 6 counts bytes queued and bytes written in two private counters.
+    """
+    queued = getattr(stream, "_total_write_index", None)
+    done = getattr(stream, "_total_write_done_index", None)
+    if isinstance(queued, int) and isinstance(done, int):
+        return queued - done
+    return None
 
 
 class _Handler(RequestHandler):
@@ -549,9 +627,17 @@ class EventServer:
             loop.call_later(delay, self._drain)
 
     def _drain(self) -> None:
-        for ch in self.registry.drain():
-            for sub in ch.subscribers:
-                sub.notify()
+        # Sending to a socket lets go of the GIL, and a busy notebook publishes more
+        # meanwhile: send that too before going back to the loop, since each turn of the
+        # loop is another GIL hand-over (~5 ms) while the notebook computes. A few rounds
+        # at most, so the loop still gets its turn.
+        registry = self.registry
+        for _ in range(_DRAIN_ROUNDS):
+            for ch in registry.drain():
+                for sub in ch.subscribers:
+                    sub.notify()
+            if not registry.dirty:
+                return
 
     def _ping_idle(self) -> None:
         now = self.now()

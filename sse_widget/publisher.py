@@ -7,6 +7,7 @@ connection on first use.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -140,3 +141,9 @@ class Publisher:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def __del__(self) -> None:
+        # A publisher is often dropped without close() (a worker's copy, or one whose send
+        # raised); its kept-alive socket should not then be left to the garbage collector.
+        with contextlib.suppress(Exception):
+            self.close()

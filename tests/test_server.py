@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 import httpx
@@ -532,6 +534,18 @@ def test_publisher_reports_server_errors(server: EventServer) -> None:
         Publisher(server.local_url, server.key, "nope").send("x")
     with pytest.raises(SSEError, match="HTTP 403"):
         Publisher(server.local_url, "bad", "s").send("x")
+
+
+def test_a_dropped_publisher_closes_its_socket(server: EventServer) -> None:
+    # A worker's copy, or one whose send raised, is often dropped without close().
+    server.create_channel("s")
+    pub = Publisher(server.local_url, server.key, "s")
+    pub.send("x")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del pub
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_events_flow_while_the_main_thread_spins(server: EventServer, raw_sse) -> None:

@@ -51,11 +51,13 @@ class Misbehaving:
         def run() -> None:
             async def main() -> None:
                 app = Application([(r"/(\w+)", _Handler, {"server": self})])
-                HTTPServer(app).add_sockets([sock])
+                http = HTTPServer(app)
+                http.add_sockets([sock])
                 self.loop = asyncio.get_running_loop()
                 self.stopped = asyncio.Event()
                 ready.set()
                 await self.stopped.wait()
+                http.stop()  # closes the listening socket
 
             asyncio.run(main())
 

@@ -223,7 +223,14 @@ class Channel:
             reg.dirty.append(self)
             if not reg.drain_scheduled:
                 reg.drain_scheduled = True
-                reg.wake()
+                try:
+                    reg.wake()
+                except BaseException:
+                    # Interrupted before the drain was scheduled: let the next publish
+                    # schedule it, or no stream would ever be drained again.
+                    reg.drain_scheduled = False
+                    self._dirty = False
+                    raise
 
     def publish_once(self, key: str, data: str, event: str | None = None) -> int:
         """Like :meth:`publish`, but a second call with the same ``key`` returns the first id.
@@ -580,6 +587,10 @@ class ChannelRegistry:
             self.committed = top - 1
             self._missing = None
             return [ch for ch, items in taken if items]
+        # An event appended by a thread interrupted before it marked its channel dirty
+        # may be what is missing: take every channel's pending events before waiting.
+        others = [ch for ch in list(self.channels.values()) if ch not in channels]
+        taken += [(ch, ch._take_pending()) for ch in others]
         return self._drain_with_missing(taken, top)
 
     def _drain_with_missing(

@@ -191,6 +191,36 @@ def test_an_id_never_appended_is_given_up_and_a_late_event_gets_a_new_id() -> No
     assert ch.published == 2
 
 
+def test_an_interrupt_while_scheduling_the_drain_does_not_stop_every_stream() -> None:
+    wakes: list[int] = []
+
+    def wake() -> None:
+        wakes.append(1)
+        if len(wakes) == 1:
+            raise KeyboardInterrupt  # Ctrl-C inside IOLoop.add_callback
+
+    reg = ChannelRegistry(wake)
+    ch = reg.create("a")
+    with pytest.raises(KeyboardInterrupt):
+        ch.publish("x")
+    ch.publish("y")
+    assert len(wakes) == 2, "the next publish must schedule the drain"
+    reg.drain()
+    assert [e.data for e in ch.events()] == ["x", "y"]
+
+
+def test_an_event_appended_but_never_marked_dirty_is_found_in_order() -> None:
+    # An interrupt between the append and _mark_dirty(): the drain finds the id missing
+    # and looks in every channel before holding the others back.
+    reg = ChannelRegistry()
+    a, b = reg.create("a"), reg.create("b")
+    a._pending.append((reg.ids.take(), None, "unmarked"))
+    b.publish("after")
+    assert set(reg.drain()) == {a, b}
+    assert [(e.id, e.data) for e in a.events()] == [("1", "unmarked")]
+    assert [(e.id, e.data) for e in b.events()] == [("2", "after")]
+
+
 @pytest.mark.parametrize("locked", [False, True], ids=["gil", "locked"])
 def test_id_sequence_takes_and_peeks(locked: bool) -> None:
     ids = IdSequence(locked=locked)

@@ -15,6 +15,7 @@ bounded by the history whatever the clients do.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import sys
@@ -23,6 +24,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from itertools import accumulate
 from typing import Protocol
 
@@ -464,26 +466,24 @@ class IdSequence:
             locked = not getattr(sys, "_is_gil_enabled", lambda: True)()
         self.locked = locked
         self._count = itertools.count(1)
-        self._lock = threading.Lock()
-        self.take: Callable[[], int] = self._take_locked if locked else self._count.__next__
+        self._guard: AbstractContextManager[object] = (
+            threading.Lock() if locked else contextlib.nullcontext()
+        )
+        self.take: Callable[[], int] = self._take_guarded if locked else self._count.__next__
 
-    def _take_locked(self) -> int:
-        with self._lock:
+    def _take_guarded(self) -> int:
+        with self._guard:
             return next(self._count)
 
     def take_many(self, n: int) -> list[int]:
         """``n`` consecutive ids."""
-        if self.locked:
-            with self._lock:
-                return list(itertools.islice(self._count, n))
-        return list(itertools.islice(self._count, n))
+        with self._guard:
+            return list(itertools.islice(self._count, n))
 
     def peek(self) -> int:
         """The next id to be handed out: every id below it has been taken."""
-        if self.locked:
-            with self._lock:
-                return int(repr(self._count)[6:-1])
-        return int(repr(self._count)[6:-1])  # "count(N)"
+        with self._guard:
+            return int(repr(self._count)[6:-1])  # "count(N)"
 
 
 class ChannelRegistry:
@@ -522,11 +522,7 @@ class ChannelRegistry:
         self._holding: set[Channel] = set()
         self._missing: int | None = None  # the first id a drain is waiting for
         self._missing_since = 0.0
-
-    @property
-    def last_id(self) -> int:
-        """The last id handed out."""
-        return self.ids.peek() - 1
+        self._retry_at = 0.0  # when the retry timer last set will have fired
 
     def create(
         self, name: str, *, max_events: int = _DEFAULT_HISTORY, max_bytes: int | None = None
@@ -608,9 +604,9 @@ class ChannelRegistry:
             if i != upto + 1:
                 break
             upto = i
+        now = self.clock()
         if here and upto < here[-1]:
             # Id upto + 1 is missing, and the events after it wait for it.
-            now = self.clock()
             if self._missing != upto + 1:
                 self._missing, self._missing_since = upto + 1, now
             elif now - self._missing_since > _MISSING_TIMEOUT:
@@ -630,7 +626,9 @@ class ChannelRegistry:
         self.committed = upto
         for ch, (_, event, data) in late:
             ch.publish(data, event)  # it turned up after its id was given up
-        if self._holding:
+        if self._holding and now >= self._retry_at:
+            # One timer at a time: every drain meanwhile would otherwise add its own.
+            self._retry_at = now + _MISSING_RETRY
             self.wake_later(_MISSING_RETRY)
         return received
 

@@ -2,15 +2,16 @@
 
 A :class:`ChannelRegistry` belongs to one :class:`~sse_widget.server.EventServer`. It hands
 out ids from a single increasing sequence shared by all its channels, so one cursor (an
-id) can resume any mix of channels. :meth:`Channel.publish` is safe from any thread: it
-takes a short lock, appends ``(id, event, data)`` to the channel's pending list and, at
-most once per drain, asks the server's loop to drain. Everything else runs on the server
-thread, where :meth:`ChannelRegistry.drain` moves pending events into the histories.
+id) can resume any mix of channels. :meth:`Channel.publish` is safe from any thread and
+takes no lock: it takes an id, stores the event in the channel's pending dict under it
+and, at most once per drain, asks the server's loop to drain. Everything else runs on
+the server thread, where :meth:`ChannelRegistry.drain` moves pending events into the
+histories, in id order.
 
-Events are encoded once, lazily and in batches, the first time any client needs them:
-``sse`` text for the plain endpoint, ``mux`` lines for the multiplexed one. Clients are
-cursors into this shared history, never private queues (see DESIGN.md), so memory is
-bounded by the history whatever the clients do.
+The plain SSE form is made per chunk, by one join, whenever a client needs it; the last
+chunk is remembered for the next reader at the same place. The multiplexed form is made
+once per event, lazily. Clients are cursors into this shared history, never private
+queues (see DESIGN.md), so memory is bounded by the history whatever the clients do.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from itertools import accumulate
 from typing import Protocol
 
 from .errors import EncodeError
-from .protocol import Event, check_event_name, encode_event
+from .protocol import Event, check_event_name, split_lines
 
 __all__ = [
     "GAP_EVENT",
@@ -66,6 +67,19 @@ _CUT_BLOCK = 4096
 _checked_events: set[str] = set()
 
 Item = tuple[int, "str | None", str]
+# The pending events a drain takes from one channel: ids (sorted), types (None when no
+# event has one) and data, side by side.
+Batch = tuple[list[int], "list[str | None] | None", list[str]]
+
+# Ids are written as a shared prefix per thousand and a suffix from these tables, so a
+# run of consecutive ids costs no integer formatting (the dearest part of encoding).
+_ID = "id: "
+_SUFFIX = [f"{k}\n" for k in range(1000)]
+_SUFFIX3 = [f"{k:03d}\n" for k in range(1000)]
+_BLANK = "\n\n"
+_DATA = "data: "
+# Per event on the plain stream, besides the data and the event line: "id: " + "\n" + "\n\n".
+_FRAMING = 7
 
 
 def check_user_event(event: str) -> str:
@@ -100,27 +114,28 @@ def _item_id(item: Item) -> int:
     return item[0]
 
 
-def _sse_slow(i: int, event: str | None, data: str) -> str:
-    return f"id: {i}\n" + encode_event(data, event=event).decode("utf-8")
+def _id_parts(ids: list[int]) -> tuple[list[str], list[str]]:
+    """Two lists whose entries, joined pairwise, are ``f"id: {i}\\n"`` for each id."""
+    n = len(ids)
+    if not n or ids[-1] - ids[0] != n - 1:
+        return [_ID] * n, list(map(_ID_LINE, ids))
+    heads: list[str] = []
+    tails: list[str] = []
+    i, end = ids[0], ids[0] + n
+    while i < end:
+        block, k = divmod(i, 1000)
+        m = min(1000 - k, end - i)
+        if block:
+            heads += [f"{_ID}{block}"] * m
+            tails += _SUFFIX3[k : k + m]
+        else:
+            heads += [_ID] * m
+            tails += _SUFFIX[k : k + m]
+        i += m
+    return heads, tails
 
 
-def _encode_sse(items: list[Item]) -> list[str]:
-    # Checked once per batch, at C speed: does any data hold a line break, and which event
-    # types occur? The usual batch (single-line data, one type) then takes a loop with no
-    # test per event, which halves the cost of the form below.
-    types = {ev for _, ev, _ in items}
-    joined = "".join([d for _, _, d in items])
-    if "\n" not in joined and "\r" not in joined and len(types) == 1:
-        (ev,) = types
-        if ev is None:
-            return [f"id: {i}\ndata: {d}\n\n" for i, _, d in items]
-        return [f"id: {i}\nevent: {ev}\ndata: {d}\n\n" for i, _, d in items]
-    return [
-        (f"id: {i}\ndata: {d}\n\n" if ev is None else f"id: {i}\nevent: {ev}\ndata: {d}\n\n")
-        if "\n" not in d and "\r" not in d
-        else _sse_slow(i, ev, d)
-        for i, ev, d in items
-    ]
+_ID_LINE = "{}\n".format
 
 
 class Channel:
@@ -140,6 +155,11 @@ class Channel:
     Notes
     -----
     Everything but :meth:`publish` and :meth:`publish_once` runs on the server thread.
+
+    Nothing here makes an object the garbage collector tracks per event (no tuple per
+    event): pending events are dict entries keyed by id, and the history is lists side
+    by side. At a million events a second, tracked objects cost the producer more than
+    the rest of :meth:`publish` in collections alone.
     """
 
     def __init__(
@@ -162,15 +182,24 @@ class Channel:
         self.max_bytes = max_bytes
         self.closed = False
         self.subscribers: set[Subscriber] = set()
-        self._pending: list[Item] = []
+        # Published, not drained yet: data by id, and the type of those that have one
+        # (stored first, so an id whose data is here has its type here too).
+        self._pending: dict[int, str] = {}
+        self._pending_types: dict[int, str] = {}
         self._held: list[Item] = []  # drained, but above an id not appended yet
         self._dirty = False
         self._take_id = registry.ids.take
-        # The history: _items[_start:] is held. _sse and _mux are the encoded forms,
-        # aligned with _items from index 0 and filled lazily (so possibly shorter).
-        self._items: list[Item] = []
+        # The history, lists side by side from index 0; [_start:] is held. _wire is the
+        # data as it goes after "data: " (a line break continues with another "data: "),
+        # and _raw the data itself for the few events where the two differ. _mux is the
+        # multiplexed form, filled lazily (so possibly shorter).
+        self._ids: list[int] = []
+        self._types: list[str | None] = []
+        self._wire: list[str] = []
+        self._raw: dict[int, str] = {}
         self._start = 0
-        self._sse: list[str] = []
+        self._event_lines: dict[str | None, str] = {None: _DATA}
+        self._longest_event_line = len(_DATA)
         self._sse_memo: tuple[tuple[int, int, int, int], bytes, int] | None = None
         self._mux: list[str] = []
         self._sizes: list[int] = []  # only with max_bytes
@@ -191,12 +220,14 @@ class Channel:
 
         ``data`` must be a ``str`` and ``event`` an already validated type (the public
         ``send()`` methods convert and validate). No lock is taken: the id comes from the
-        registry's :class:`IdSequence` and ``list.append`` is atomic, so this costs a few
+        registry's :class:`IdSequence` and a dict store is atomic, so this costs a few
         hundred nanoseconds from the caller's computation. :meth:`ChannelRegistry.drain`
-        orders what concurrent callers appended.
+        orders what concurrent callers stored.
         """
         i = self._take_id()
-        self._pending.append((i, event, data))
+        if event is not None:
+            self._pending_types[i] = event
+        self._pending[i] = data
         if not self._dirty:
             self._mark_dirty()
         return i
@@ -209,14 +240,17 @@ class Channel:
         if len(events) != len(datas):
             raise ValueError(f"{len(events)} event types for {len(datas)} data strings")
         ids = self.registry.ids.take_many(len(datas))
-        self._pending.extend(zip(ids, events, datas, strict=True))
+        self._pending_types.update(
+            [(i, ev) for i, ev in zip(ids, events, strict=True) if ev is not None]
+        )
+        self._pending.update(zip(ids, datas, strict=True))
         if not self._dirty:
             self._mark_dirty()
         return ids[-1] if ids else self.registry.ids.peek() - 1
 
     def _mark_dirty(self) -> None:
         # One drain for every channel with news. The drain clears the flag before it
-        # takes the pending events, so an event appended after that sets it again.
+        # takes the pending events, so an event stored after that sets it again.
         reg = self.registry
         with reg.lock:
             if self._dirty:
@@ -262,32 +296,56 @@ class Channel:
         return self._total
 
     def __len__(self) -> int:
-        return len(self._items) - self._start
+        return len(self._ids) - self._start
 
     # -- server thread ---------------------------------------------------------------
 
-    def _take_pending(self) -> list[Item]:
-        # A prefix by length, never a swap of the list: a producer that has just looked
-        # up ``_pending`` may still append to it. Ids come before the append, so two
-        # threads can append out of order; sorting a sorted list costs one pass in C.
+    def _take_pending(self) -> Batch:
+        # The ids present now, each popped on its own (an atomic step), never a swap of
+        # the dict: a producer that has just looked up ``_pending`` may still store into
+        # it. Two threads can store out of id order, so the ids are sorted, which costs
+        # one pass in C when they are in order already.
         pending = self._pending
-        n = len(pending)
-        taken = pending[:n]
-        del pending[:n]
-        taken.sort()  # ids are unique, so tuples compare by id alone
-        return taken
+        ids = sorted(pending)
+        datas = list(map(pending.pop, ids))
+        types = self._pending_types
+        # Read after the ids: a type is stored before its data, so when there is none
+        # now, none of these events has one.
+        if not types:
+            return ids, None, datas
+        return ids, list(map(types.pop, ids, itertools.repeat(None))), datas
 
-    def _append(self, items: list[Item]) -> None:
-        self._count(items)
-        self._items.extend(items)
+    def _append(self, ids: list[int], types: list[str | None] | None, datas: list[str]) -> None:
+        self._count(ids)
+        n = len(ids)
+        if types is None:
+            self._types += [None] * n
+        else:
+            self._types += types
+            lines = self._event_lines
+            for ev in set(types) - lines.keys():
+                assert ev is not None
+                lines[ev] = f"event: {ev}\n{_DATA}"
+                self._longest_event_line = max(self._longest_event_line, len(lines[ev]))
+        joined = "".join(datas)
+        if "\n" in joined or "\r" in joined:
+            datas = list(datas)
+            for k, d in enumerate(datas):
+                if "\n" in d or "\r" in d:
+                    # Each further line of the text goes on a "data:" line of its own.
+                    self._raw[ids[k]] = d
+                    datas[k] = f"\n{_DATA}".join(split_lines(d))
+        self._ids += ids
+        self._wire += datas
         if self.max_bytes is not None:
-            sizes = [len(d) + _OVERHEAD + len(ev or "") for _, ev, d in items]
-            self._sizes.extend(sizes)
+            evs = types or [None] * n
+            sizes = [len(d) + _OVERHEAD + len(ev or "") for ev, d in zip(evs, datas, strict=True)]
+            self._sizes += sizes
             self._bytes += sum(sizes)
         self._trim()
 
-    def _count(self, items: list[Item]) -> None:
-        first, last, n = items[0][0], items[-1][0], len(items)
+    def _count(self, ids: list[int]) -> None:
+        first, last, n = ids[0], ids[-1], len(ids)
         run_ids, run_seqs = self._run_ids, self._run_seqs
         if last - first == n - 1:
             # Consecutive ids (a single busy stream): one run, continued or new.
@@ -298,7 +356,7 @@ class Channel:
             self._last_counted = last
             return
         prev, total = self._last_counted, self._total
-        for i, _, _ in items:
+        for i in ids:
             if i != prev + 1 or not run_ids:
                 run_ids.append(i)
                 run_seqs.append(total)
@@ -310,20 +368,29 @@ class Channel:
             del run_seqs[: _MAX_RUNS // 2]
 
     def _trim(self) -> None:
-        items = self._items
-        start = max(self._start, len(items) - self.max_events)
+        ids = self._ids
+        start = max(self._start, len(ids) - self.max_events)
         if self.max_bytes is not None:
             sizes = self._sizes
             self._bytes -= sum(sizes[self._start : start])
-            while self._bytes > self.max_bytes and len(items) - start > 1:
+            while self._bytes > self.max_bytes and len(ids) - start > 1:
                 self._bytes -= sizes[start]
                 start += 1
+        if start > self._start and self._raw:
+            self._forget_raw(ids[start])
         self._start = start
-        if start > 1024 and start * 2 > len(items):
+        if start > 1024 and start * 2 > len(ids):
             # Compact: drop the dead prefix of every aligned list at once.
-            for lst in (items, self._sse, self._mux, self._sizes):
+            for lst in (ids, self._types, self._wire, self._mux, self._sizes):
                 del lst[:start]
             self._start = 0
+
+    def _forget_raw(self, first: int) -> None:
+        # Stored in id order, so the ids no longer held are the first ones.
+        raw = self._raw
+        dead = list(itertools.takewhile(first.__gt__, raw))
+        for i in dead:
+            del raw[i]
 
     def _count_upto(self, cursor: int) -> int:
         """How many of this channel's events have an id <= ``cursor``."""
@@ -341,7 +408,7 @@ class Channel:
 
     def first_id(self) -> int | None:
         """The oldest id still held, or None when nothing is held."""
-        return self._items[self._start][0] if len(self) else None
+        return self._ids[self._start] if len(self) else None
 
     def start_cursor(self, cursor: int | None) -> int:
         """The cursor for a new reader; None means "all that is held, without a gap event"."""
@@ -358,16 +425,7 @@ class Channel:
         return max(cursor, (first or 1) - 1)
 
     def _index_after(self, cursor: int) -> int:
-        return bisect_right(self._items, cursor, lo=self._start, key=_item_id)
-
-    def _fill(self, cache: list[str], upto: int, encode: Callable[[list[Item]], list[str]]) -> None:
-        have = len(cache)
-        if have < self._start:
-            # Never encode what is no longer held; pad to keep the lists aligned.
-            cache.extend([""] * (self._start - have))
-            have = self._start
-        if have < upto:
-            cache.extend(encode(self._items[have:upto]))
+        return bisect_right(self._ids, cursor, lo=self._start)
 
     def sse_after(self, cursor: int, limit: int) -> tuple[bytes, int]:
         """Plain SSE bytes of the events after ``cursor``, about ``limit`` bytes at most.
@@ -377,42 +435,58 @@ class Channel:
         up ask for the same chunk one after another, so the last chunk is remembered and
         a fan-out to many clients encodes it once.
         """
-        key = (cursor, limit, len(self._items), self._start)
+        key = (cursor, limit, len(self._ids), self._start)
         memo = self._sse_memo
         if memo is not None and memo[0] == key:
             return memo[1], memo[2]
-        text, last = self._after(cursor, limit, self._sse, _encode_sse)
-        chunk = text.encode("utf-8")
+        lo = self._index_after(cursor)
+        end = len(self._ids)
+        if lo >= end:
+            return b"", cursor
+        # An upper bound of each event's framing, so a chunk never passes the limit by it.
+        framing = len(str(self._ids[end - 1])) + self._longest_event_line + _FRAMING
+        hi = self._cut(self._wire, lo, end, limit, framing)
+        chunk = self._encode_sse(lo, hi).encode("utf-8")
+        last = self._ids[hi - 1]
         self._sse_memo = (key, chunk, last)
         return chunk, last
+
+    def _encode_sse(self, lo: int, hi: int) -> str:
+        # One join over five parts per event, each column filled by a slice assignment:
+        # no string is made per event, and consecutive ids need no formatting.
+        n = hi - lo
+        parts = [_BLANK] * (5 * n)
+        parts[0::5], parts[1::5] = _id_parts(self._ids[lo:hi])
+        types = self._types[lo:hi]
+        if types.count(None) == n:
+            parts[2::5] = [_DATA] * n
+        else:
+            parts[2::5] = map(self._event_lines.__getitem__, types)
+        parts[3::5] = self._wire[lo:hi]
+        return "".join(parts)
 
     def mux_after(self, cursor: int, limit: int) -> tuple[list[tuple[int, str]], int]:
         """Multiplexed lines (``[id,"stream","type","data"]``) after ``cursor``, by size."""
         lo = self._index_after(cursor)
-        end = len(self._items)
+        end = len(self._ids)
         if lo >= end:
             return [], cursor
-        self._fill(self._mux, end, self._encode_mux)
-        hi = self._cut(self._mux, lo, end, limit)
-        items = self._items
-        return [(items[k][0], self._mux[k]) for k in range(lo, hi)], items[hi - 1][0]
-
-    def _after(
-        self, cursor: int, limit: int, cache: list[str], encode: Callable[[list[Item]], list[str]]
-    ) -> tuple[str, int]:
-        lo = self._index_after(cursor)
-        end = len(self._items)
-        if lo >= end:
-            return "", cursor
-        self._fill(cache, end, encode)
-        hi = self._cut(cache, lo, end, limit)
-        return "".join(cache[lo:hi]), self._items[hi - 1][0]
+        mux = self._mux
+        have = len(mux)
+        if have < self._start:
+            # Never encode what is no longer held; pad to keep the lists aligned.
+            mux += [""] * (self._start - have)
+            have = self._start
+        if have < end:
+            mux += self._encode_mux(have, end)
+        hi = self._cut(mux, lo, end, limit, 0)
+        return list(zip(self._ids[lo:hi], mux[lo:hi], strict=True)), self._ids[hi - 1]
 
     @staticmethod
-    def _cut(cache: list[str], lo: int, end: int, limit: int) -> int:
+    def _cut(strings: list[str], lo: int, end: int, limit: int, extra: int) -> int:
         """The end of the slice from ``lo`` that first reaches ``limit`` characters.
 
-        At least one entry is taken.
+        Each entry counts as its length plus ``extra``. At least one entry is taken.
         """
         # Sizes are summed a block at a time at C speed, and only the block that reaches
         # the limit is looked at entry by entry, so a cut costs little more than a sum.
@@ -420,20 +494,30 @@ class Channel:
         hi = lo
         while hi < end:
             stop = min(end, hi + _CUT_BLOCK)
-            block = sum(map(len, cache[hi:stop]))
+            block = sum(map(len, strings[hi:stop])) + extra * (stop - hi)
             if size + block >= limit:
-                sizes = list(accumulate(map(len, cache[hi:stop]), initial=size))
+                lengths = map(extra.__add__, map(len, strings[hi:stop]))
+                sizes = list(accumulate(lengths, initial=size))
                 return max(lo + 1, hi + bisect_left(sizes, limit))
             size += block
             hi = stop
         return end
 
-    def _encode_mux(self, items: list[Item]) -> list[str]:
+    def _datas(self, lo: int, hi: int) -> list[str]:
+        """The data of the history's entries ``lo:hi`` as published."""
+        if not self._raw:
+            return self._wire[lo:hi]
+        raw = self._raw
+        return [raw.get(i, d) for i, d in zip(self._ids[lo:hi], self._wire[lo:hi], strict=True)]
+
+    def _encode_mux(self, lo: int, hi: int) -> list[str]:
         name = self._json_name
         dumps = json.dumps
         return [
             f"[{i},{name},{_MESSAGE if ev is None else dumps(ev)},{dumps(d, ensure_ascii=False)}]"
-            for i, ev, d in items
+            for i, ev, d in zip(
+                self._ids[lo:hi], self._types[lo:hi], self._datas(lo, hi), strict=True
+            )
         ]
 
     def gap_mux(self, cursor: int, missed: int) -> str:
@@ -443,9 +527,12 @@ class Channel:
 
     def events(self) -> list[Event]:
         """The held history as :class:`~sse_widget.protocol.Event` objects, oldest first."""
+        lo, hi = self._start, len(self._ids)
         return [
             Event(event=ev or "message", data=d, id=str(i))
-            for i, ev, d in self._items[self._start :]
+            for i, ev, d in zip(
+                self._ids[lo:hi], self._types[lo:hi], self._datas(lo, hi), strict=True
+            )
         ]
 
 
@@ -567,34 +654,37 @@ class ChannelRegistry:
                 ch._dirty = False
         channels = set(dirty) | self._holding
         taken = [(ch, ch._take_pending()) for ch in channels]
-        # Read after the events were taken: every id taken so far is below `top`.
-        top = self.ids.peek()
         committed = self.committed
-        # Ids are unique and below `top`: if as many are here as were taken since the
-        # last drain, and none is older, they are exactly those, with none missing.
+        # Ids are unique: if none is older than `committed` and there are as many as the
+        # span up to the newest, they are exactly the ids after `committed`, with none
+        # missing among them. Any id above the newest that was taken already belongs
+        # to a thread that has not stored its event yet (it was switched out between the
+        # two steps, as a sending loop now and then is): nothing waits for those, and
+        # each is the next to commit when it comes.
+        newest = max((ids[-1] for _, (ids, _, _) in taken if ids), default=committed)
         if (
             not self._holding
-            and sum(len(items) for _, items in taken) == top - 1 - committed
-            and all(not items or items[0][0] > committed for _, items in taken)
+            and sum(len(ids) for _, (ids, _, _) in taken) == newest - committed
+            and all(not ids or ids[0] > committed for _, (ids, _, _) in taken)
         ):
-            for ch, items in taken:
-                if items:
-                    ch._append(items)
-            self.committed = top - 1
+            for ch, batch in taken:
+                if batch[0]:
+                    ch._append(*batch)
+            self.committed = newest
             self._missing = None
-            return [ch for ch, items in taken if items]
+            return [ch for ch, (ids, _, _) in taken if ids]
         # An event appended by a thread interrupted before it marked its channel dirty
         # may be what is missing: take every channel's pending events before waiting.
         others = [ch for ch in list(self.channels.values()) if ch not in channels]
         taken += [(ch, ch._take_pending()) for ch in others]
-        return self._drain_with_missing(taken, top)
+        return self._drain_with_missing(taken)
 
-    def _drain_with_missing(
-        self, taken: list[tuple[Channel, list[Item]]], top: int
-    ) -> list[Channel]:
+    def _drain_with_missing(self, taken: list[tuple[Channel, Batch]]) -> list[Channel]:
+        # The rare path, so events are tuples here, sorted and cut by id.
         committed = self.committed
         late: list[tuple[Channel, Item]] = []
-        for ch, items in taken:
+        for ch, (ids, types, datas) in taken:
+            items = list(zip(ids, types or [None] * len(ids), datas, strict=True))
             held = ch._held + items
             late.extend((ch, item) for item in held if item[0] <= committed)
             ch._held = sorted(item for item in held if item[0] > committed)
@@ -618,7 +708,10 @@ class ChannelRegistry:
         for ch, _ in taken:
             k = bisect_right(ch._held, upto, key=_item_id)
             if k:
-                ch._append(ch._held[:k])
+                part = ch._held[:k]
+                ch._append(
+                    [i for i, _, _ in part], [ev for _, ev, _ in part], [d for *_, d in part]
+                )
                 del ch._held[:k]
                 received.append(ch)
             if ch._held:

@@ -29,6 +29,7 @@ __all__ = [
     "check_id",
     "encode_comment",
     "encode_event",
+    "split_lines",
 ]
 
 _REPR_DATA_CHARS = 60
@@ -136,7 +137,8 @@ def _not_utf8(what: str, exc: UnicodeEncodeError) -> EncodeError:
     return EncodeError(f"{what} must be encodable as UTF-8; got {bad!r} ({exc.reason})")
 
 
-def _split_lines(text: str) -> list[str]:
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, split at CRLF, CR and LF only (as the wire format does)."""
     # The wire format knows exactly three line breaks: CRLF, CR and LF.
     # str.splitlines() would also break on U+2028, NEL, FF, VT... so it is not used.
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -147,7 +149,7 @@ def _data_field(data: str) -> str:
         raise EncodeError(f"data must be a str; got {type(data).__name__}: {data!r}")
     # One `data:` line per line of text: a spec parser joins them with LF, so the
     # text comes back with its line breaks normalised to LF.
-    return "".join(["data: " + line + "\n" if line else "data:\n" for line in _split_lines(data)])
+    return "".join(["data: " + line + "\n" if line else "data:\n" for line in split_lines(data)])
 
 
 def encode_event(
@@ -221,7 +223,7 @@ def encode_comment(text: str) -> bytes:
     """
     if type(text) is not str:
         raise EncodeError(f"comment must be a str; got {type(text).__name__}: {text!r}")
-    lines = _split_lines(text)
+    lines = split_lines(text)
     try:
         return "".join([": " + line + "\n" if line else ":\n" for line in lines]).encode("utf-8")
     except UnicodeEncodeError as exc:

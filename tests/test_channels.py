@@ -9,12 +9,14 @@ import threading
 import pytest
 
 from sse_widget.channels import (
+    Channel,
     ChannelRegistry,
     IdSequence,
     check_user_event,
     collect_mux,
 )
 from sse_widget.errors import EncodeError
+from sse_widget.protocol import Event, EventParser, split_lines
 
 
 def drained(reg: ChannelRegistry) -> ChannelRegistry:
@@ -161,7 +163,7 @@ def test_an_id_taken_but_not_appended_holds_back_later_events_until_it_arrives()
     assert len(b) == 0
     assert b.published == 1
     assert retries, "the drain must look again for the missing id"
-    a._pending.append((taken, None, "before"))
+    a._pending[taken] = "before"
     a._mark_dirty()
     assert set(reg.drain()) == {a, b}
     assert [e.id for e in a.events()] == [str(taken)]
@@ -183,7 +185,7 @@ def test_an_id_never_appended_is_given_up_and_a_late_event_gets_a_new_id() -> No
     reg.drain()
     assert [(e.id, e.data) for e in ch.events()] == [(str(lost + 1), "x")]
     # Should the event turn up after all, it is not put behind readers' cursors.
-    ch._pending.append((lost, None, "late"))
+    ch._pending[lost] = "late"
     ch._mark_dirty()
     reg.drain()
     reg.drain()
@@ -214,7 +216,7 @@ def test_an_event_appended_but_never_marked_dirty_is_found_in_order() -> None:
     # and looks in every channel before holding the others back.
     reg = ChannelRegistry()
     a, b = reg.create("a"), reg.create("b")
-    a._pending.append((reg.ids.take(), None, "unmarked"))
+    a._pending[reg.ids.take()] = "unmarked"
     b.publish("after")
     assert set(reg.drain()) == {a, b}
     assert [(e.id, e.data) for e in a.events()] == [("1", "unmarked")]
@@ -346,3 +348,128 @@ def test_user_event_types_are_checked(event: str, message: str) -> None:
 def test_user_event_type_must_be_a_string() -> None:
     with pytest.raises(TypeError, match="event must be a str or None; got int"):
         check_user_event(3)  # type: ignore[arg-type]
+
+
+def parse_plain(ch: Channel, limit: int = 1 << 20) -> tuple[list[Event], list[int]]:
+    """Every event of the plain stream, read in chunks of about ``limit``; and chunk sizes."""
+    parser = EventParser()
+    got: list[Event] = []
+    sizes: list[int] = []
+    cursor = 0
+    while True:
+        chunk, last = ch.sse_after(cursor, limit)
+        if last == cursor:
+            return got, sizes
+        sizes.append(len(chunk))
+        got += parser.feed(chunk)
+        cursor = last
+
+
+def as_sent(ch: Channel) -> list[Event]:
+    """The held events as a reader sees them: line breaks arrive as LF."""
+    return [Event(e.event, "\n".join(split_lines(e.data)), e.id) for e in ch.events()]
+
+
+def test_plain_stream_parses_back_to_the_history_across_id_digit_changes() -> None:
+    # Ids are written from tables per thousand: check every edge, with types, line
+    # breaks of all three kinds, empty data and non-ASCII text.
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_events=100_000)
+
+    def skip_ids(n: int) -> None:  # as if another stream's events had been committed
+        reg.ids.take_many(n)
+        reg.committed = reg.ids.peek() - 1
+
+    skip_ids(990)
+    datas = ["", "x", "a\nb", "a\r\nb\rc", "end\n", "\n", "é ü 漢"]
+    types: list[str | None] = [None, "update", None, "t", None, "update", None]
+    for k in range(3000):
+        ch.publish(datas[k % 7], types[k % 7])
+    reg.drain()
+    skip_ids(1_000_000 - 4000)
+    for k in range(30):
+        ch.publish(datas[k % 7], types[k % 7])
+    reg.drain()
+    # Small chunks, so that most hold consecutive ids (written from the tables) and one
+    # holds the jump (written one by one).
+    got, _ = parse_plain(ch, limit=4096)
+    assert got == as_sent(ch)
+    assert parse_plain(ch)[0] == got
+    assert [e.id for e in got][:12] == [str(i) for i in range(991, 1003)]
+    assert got[-1].id == str(reg.ids.peek() - 1)
+    assert [e.data for e in got[:7]] == ["", "x", "a\nb", "a\nb\nc", "end\n", "\n", "é ü 漢"]
+
+
+def test_plain_stream_of_interleaved_channels_keeps_each_ones_ids() -> None:
+    reg = ChannelRegistry()
+    a, b = reg.create("a"), reg.create("b")
+    for k in range(2500):
+        (a if k % 3 else b).publish(str(k), None if k % 2 else "odd")
+    reg.drain()
+    for ch in (a, b):
+        got, _ = parse_plain(ch)
+        assert got == as_sent(ch)
+        assert len(got) == len(ch)
+
+
+def test_plain_chunks_stay_within_the_limit_and_lose_nothing() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_events=50_000)
+    for k in range(20_000):
+        ch.publish("line\n" * (k % 4) + str(k), "a-rather-long-event-type" if k % 5 == 0 else None)
+    reg.drain()
+    got, sizes = parse_plain(ch, limit=8192)
+    assert got == as_sent(ch)
+    assert max(sizes) <= 8192 + 100, "a chunk passes the limit by at most one event"
+    assert min(sizes[:-1]) > 8192 // 3, "chunks far smaller than the limit"
+
+
+def test_a_long_event_goes_out_whole_in_a_chunk_of_its_own() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a")
+    for d in ("a", "b" * 10_000, "c"):
+        ch.publish(d)
+    reg.drain()
+    got, sizes = parse_plain(ch, limit=10)  # less than any one event
+    assert [e.data for e in got] == ["a", "b" * 10_000, "c"]
+    assert len(sizes) == 3
+
+
+def test_the_text_of_multiline_events_is_forgotten_with_the_history() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_events=100)
+    for k in range(5000):
+        ch.publish(f"{k}\nnext")
+        if k % 500 == 0:
+            reg.drain()
+    reg.drain()
+    assert len(ch._raw) == 100
+    assert [e.data for e in ch.events()][-1] == "4999\nnext"
+
+
+def test_an_id_still_in_flight_after_the_newest_holds_nothing_back() -> None:
+    # The usual race while a loop sends: the drain runs between the loop taking an id and
+    # storing its event. Everything before that id is committed at once, with no retry.
+    retries: list[float] = []
+    reg = ChannelRegistry(wake_later=retries.append)
+    ch = reg.create("a")
+    ch.publish("1")
+    ch.publish("2")
+    in_flight = reg.ids.take()
+    assert reg.drain() == [ch]
+    assert [e.data for e in ch.events()] == ["1", "2"]
+    assert not retries
+    ch._pending[in_flight] = "3"
+    ch._mark_dirty()
+    assert reg.drain() == [ch]
+    assert [e.id for e in ch.events()] == ["1", "2", "3"]
+
+
+def test_typed_events_from_publish_many_keep_their_types() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a")
+    last = ch.publish_many(["x", None, "y"], ["1", "2", "3"])
+    reg.drain()
+    assert last == 3
+    assert [(e.event, e.data) for e in ch.events()] == [("x", "1"), ("message", "2"), ("y", "3")]
+    assert parse_plain(ch)[0] == as_sent(ch)

@@ -31,6 +31,7 @@ from typing import Protocol
 
 from .errors import EncodeError
 from .protocol import Event, check_event_name, split_lines
+from .serialize import to_text
 
 __all__ = [
     "GAP_EVENT",
@@ -88,10 +89,10 @@ def check_user_event(event: str) -> str:
     Adds the reserved-prefix rule to :func:`~sse_widget.protocol.check_event_name`.
     Valid names are cached, so a loop that sends ``event="update"`` pays one set lookup.
     """
-    if event in _checked_events:
-        return event
     if not isinstance(event, str):
         raise TypeError(f"event must be a str or None; got {type(event).__name__}: {event!r}")
+    if event in _checked_events:
+        return event
     check_event_name(event)
     if event.startswith(RESERVED_PREFIX):
         raise EncodeError(
@@ -215,15 +216,29 @@ class Channel:
 
     # -- any thread ------------------------------------------------------------------
 
-    def publish(self, data: str, event: str | None = None) -> int:
+    def publish(self, data: object, event: str | None = None) -> int:
         """Queue one event and return its id. Thread-safe; never blocks on the network.
 
-        ``data`` must be a ``str`` and ``event`` an already validated type (the public
-        ``send()`` methods convert and validate). No lock is taken: the id comes from the
-        registry's :class:`IdSequence` and a dict store is atomic, so this costs a few
-        hundred nanoseconds from the caller's computation. :meth:`ChannelRegistry.drain`
-        orders what concurrent callers stored.
+        This is what ``EventStream.send`` runs. A ``str`` is sent as it is; anything else
+        goes through :func:`~sse_widget.serialize.to_text`. ``event`` is checked by
+        :func:`check_user_event`, which remembers valid types, so a loop sending the same
+        type pays a set lookup. No lock is taken: the id comes from the registry's
+        :class:`IdSequence` and a dict store is atomic, so this costs a few hundred
+        nanoseconds from the caller's computation. :meth:`ChannelRegistry.drain` orders
+        what concurrent callers stored.
+
+        Raises
+        ------
+        TypeError
+            If ``data`` cannot be serialised, or ``event`` is not a str (the message
+            names the type).
+        EncodeError
+            If ``event`` has a line break or starts with ``sse_widget.``.
         """
+        if type(data) is not str:
+            data = to_text(data)
+        if event is not None and (type(event) is not str or event not in _checked_events):
+            check_user_event(event)
         i = self._take_id()
         if event is not None:
             self._pending_types[i] = event

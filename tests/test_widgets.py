@@ -103,6 +103,24 @@ def test_send_refuses_bad_event_types(stream: EventStream, event, message) -> No
     assert stream.count == 0
 
 
+@pytest.mark.parametrize("event", [["a"], 3, b"update"])
+def test_send_names_the_type_of_an_event_that_is_not_a_str(stream: EventStream, event) -> None:
+    with pytest.raises(TypeError, match=f"event must be a str or None; got {type(event).__name__}"):
+        stream.send("x", event=event)
+    assert stream.count == 0
+
+
+def test_send_and_the_method_it_stands_for_do_the_same(stream: EventStream) -> None:
+    # stream.send is the channel's publish() bound on the instance (one call fewer per
+    # event); EventStream.send is the documented method. Both convert and check alike.
+    assert stream.send({"a": 1}, event="u") + 1 == EventStream.send(stream, {"a": 1}, event="u")
+    with pytest.raises(TypeError, match=r"cannot send builtins\.object"):
+        EventStream.send(stream, object())
+    with pytest.raises(SSEError, match="reserved"):
+        EventStream.send(stream, "x", event="sse_widget.x")
+    assert [(e.event, e.data) for e in stream.history] == [("u", '{"a":1}')] * 2
+
+
 def test_repr_is_short_and_counts_events(stream: EventStream) -> None:
     for i in range(3):
         stream.send(i)
@@ -134,6 +152,8 @@ def test_close_ends_the_stream_and_send_then_raises() -> None:
     s.close()
     with pytest.raises(SSEError, match="is closed"):
         s.send("y")
+    with pytest.raises(SSEError, match="is closed"):
+        EventStream.send(s, "y")  # the method, not the instance's fast path
     assert "closed" in repr(s)
     assert get_server().registry.get(s.name) is None
     s.close()  # twice is fine

@@ -72,13 +72,19 @@ Item = tuple[int, "str | None", str]
 # event has one) and data, side by side.
 Batch = tuple[list[int], "list[str | None] | None", list[str]]
 
-# Ids are written as a shared prefix per thousand and a suffix from these tables, so a
-# run of consecutive ids costs no integer formatting (the dearest part of encoding).
-_ID = "id: "
-_SUFFIX = [f"{k}\n" for k in range(1000)]
-_SUFFIX3 = [f"{k:03d}\n" for k in range(1000)]
-_BLANK = "\n\n"
+# Ids are written as a head shared by a thousand ids and a tail from these tables, so a
+# run of consecutive ids costs no integer formatting (the dearest part of encoding). A
+# head starts with the blank line that ends the event before it; a tail may carry the
+# "data: " that follows the id line.
+_HEAD = "\n\nid: "
 _DATA = "data: "
+_TAILS = {
+    (width, after): [f"{k:0{width}d}\n{after}" for k in range(1000)]
+    for width in (1, 3)
+    for after in ("", _DATA)
+}
+_ID_LINES = {after: ("{}\n" + after).format for after in ("", _DATA)}
+_BLANK = "\n\n"
 # Per event on the plain stream, besides the data and the event line: "id: " + "\n" + "\n\n".
 _FRAMING = 7
 
@@ -115,11 +121,11 @@ def _item_id(item: Item) -> int:
     return item[0]
 
 
-def _id_parts(ids: list[int]) -> tuple[list[str], list[str]]:
-    """Two lists whose entries, joined pairwise, are ``f"id: {i}\\n"`` for each id."""
+def _id_parts(ids: list[int], after: str) -> tuple[list[str], list[str]]:
+    """Heads and tails that, joined pairwise, are ``f"\\n\\nid: {i}\\n{after}"`` per id."""
     n = len(ids)
     if not n or ids[-1] - ids[0] != n - 1:
-        return [_ID] * n, list(map(_ID_LINE, ids))
+        return [_HEAD] * n, list(map(_ID_LINES[after], ids))
     heads: list[str] = []
     tails: list[str] = []
     i, end = ids[0], ids[0] + n
@@ -127,16 +133,13 @@ def _id_parts(ids: list[int]) -> tuple[list[str], list[str]]:
         block, k = divmod(i, 1000)
         m = min(1000 - k, end - i)
         if block:
-            heads += [f"{_ID}{block}"] * m
-            tails += _SUFFIX3[k : k + m]
+            heads += [f"{_HEAD}{block}"] * m
+            tails += _TAILS[3, after][k : k + m]
         else:
-            heads += [_ID] * m
-            tails += _SUFFIX[k : k + m]
+            heads += [_HEAD] * m
+            tails += _TAILS[1, after][k : k + m]
         i += m
     return heads, tails
-
-
-_ID_LINE = "{}\n".format
 
 
 class Channel:
@@ -467,17 +470,20 @@ class Channel:
         return chunk, last
 
     def _encode_sse(self, lo: int, hi: int) -> str:
-        # One join over five parts per event, each column filled by a slice assignment:
-        # no string is made per event, and consecutive ids need no formatting.
+        # One join over three parts per event (four when some have a type), each column
+        # filled by a slice assignment: no string is made per event, and consecutive ids
+        # need no formatting.
         n = hi - lo
-        parts = [_BLANK] * (5 * n)
-        parts[0::5], parts[1::5] = _id_parts(self._ids[lo:hi])
         types = self._types[lo:hi]
-        if types.count(None) == n:
-            parts[2::5] = [_DATA] * n
-        else:
-            parts[2::5] = map(self._event_lines.__getitem__, types)
-        parts[3::5] = self._wire[lo:hi]
+        plain = types.count(None) == n
+        width = 3 if plain else 4
+        parts = [""] * (width * n)
+        parts[0::width], parts[1::width] = _id_parts(self._ids[lo:hi], _DATA if plain else "")
+        if not plain:
+            parts[2::width] = map(self._event_lines.__getitem__, types)
+        parts[width - 1 :: width] = self._wire[lo:hi]
+        parts[0] = parts[0][len(_BLANK) :]  # no event before the first to end
+        parts.append(_BLANK)
         return "".join(parts)
 
     def mux_after(self, cursor: int, limit: int) -> tuple[list[tuple[int, str]], int]:

@@ -117,8 +117,10 @@ class EventStream(anywidget.AnyWidget):
         # The fast path of send(): an instance attribute is found before the method, so a
         # sending loop calls the channel's publish() directly, one Python call fewer per
         # event (a sixth of a loop's cost at a million events a second). It does exactly
-        # what send() below does; close() swaps in a refusal.
-        self.__dict__["send"] = channel.publish
+        # what send() below does; close() swaps in a refusal. A subclass that defines its
+        # own send() keeps it.
+        if type(self).send is EventStream.send:
+            self.__dict__["send"] = channel.publish
         super().__init__(view=view, title=title, max_rows=max_rows, transport=transport, **kwargs)
         self.set_trait("stream", channel.name)
         self.set_trait("server_url", server.url)
@@ -230,7 +232,8 @@ class EventStream(anywidget.AnyWidget):
         if self._closed:
             return
         self._closed = True
-        self.__dict__["send"] = self._refuse
+        if "send" in self.__dict__:
+            self.__dict__["send"] = self._refuse
         self._pump.stop()
         self._server.remove_channel(self._channel.name)
         super().close()

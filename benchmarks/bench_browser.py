@@ -77,7 +77,7 @@ diy
 '''
 
 
-def measure(nb, sel: str, cell: int, n: int, settle: float) -> dict[str, float]:
+def measure(lab, nb, sel: str, cell: int, n: int, settle: float) -> dict[str, float]:
     nb.page.evaluate(WATCH, sel)
     nb.run_cell(cell, wait=False)
     deadline = time.monotonic() + 180
@@ -91,10 +91,25 @@ def measure(nb, sel: str, cell: int, n: int, settle: float) -> dict[str, float]:
         elif time.monotonic() - last_change > settle:
             break  # nothing more is coming: the rest was lost
         time.sleep(0.2)
-    nb.wait_cell_done(cell, timeout=180)
+    finished = True
+    try:
+        nb.wait_cell_done(cell, timeout=180)
+    except AssertionError:
+        # Once in a few runs the trait path's cell was still busy after minutes, the
+        # server throttling its flood. Report what arrived rather than lose the run.
+        finished = False
+        for k in lab.api("GET", "/api/kernels"):
+            lab.api("POST", f"/api/kernels/{k['id']}/interrupt")
+        nb.wait_cell_done(cell, timeout=60)
     rec = nb.page.evaluate(f"window.__bench[{json.dumps(sel)}]")
     span = max((rec["last"] or 0) - (rec["first"] or 0), 1.0) / 1000
-    return {"sent": n, "got": rec["n"], "rate": rec["n"] / span, "seconds": span}
+    return {
+        "sent": n,
+        "got": rec["n"],
+        "rate": rec["n"] / span,
+        "seconds": span,
+        "finished": finished,
+    }
 
 
 def main() -> int:
@@ -127,9 +142,11 @@ def main() -> int:
                 nb.run_cell(1)
                 nb.page.wait_for_timeout(3000)  # both widgets connected, the counter shown
                 results = {
-                    "sse_widget, SSE (direct)": measure(nb, "0", 2, n, settle=10),
-                    "sse_widget, comm": measure(nb, "1", 3, n, settle=10),
-                    "do it yourself: a trait per event": measure(nb, "diy", 4, n_diy, settle=5),
+                    "sse_widget, SSE (direct)": measure(lab, nb, "0", 2, n, settle=10),
+                    "sse_widget, comm": measure(lab, nb, "1", 3, n, settle=10),
+                    "do it yourself: a trait per event": measure(
+                        lab, nb, "diy", 4, n_diy, settle=5
+                    ),
                 }
             browser.close()
     finally:
@@ -141,13 +158,14 @@ def main() -> int:
         lost = r["sent"] - r["got"]
         print(
             f"  {name:<34}{r['sent']:>10,}{r['got']:>10,}{lost / r['sent']:>8.1%}"
-            f"{r['rate']:>12,.0f}"
+            f"{r['rate']:>12,.0f}{'' if r['finished'] else '  (cell interrupted after 180 s)'}"
         )
     sse = results["sse_widget, SSE (direct)"]
     comm = results["sse_widget, comm"]
     diy = results["do it yourself: a trait per event"]
     ok_rate = sse["rate"] >= TARGET_RATE
     ok_loss = sse["got"] == sse["sent"] and comm["got"] == comm["sent"]
+    ok_loss = ok_loss and sse["finished"] and comm["finished"]
     print("\nTargets")
     times = sse["rate"] / max(diy["rate"], 1)
     print(

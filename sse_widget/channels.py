@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager
 from itertools import accumulate
 from typing import Protocol
 
-from .errors import EncodeError
+from .errors import EncodeError, SSEError
 from .protocol import Event, check_event_name, split_lines
 from .serialize import to_text
 
@@ -285,6 +285,16 @@ class Channel:
                     reg.drain_scheduled = False
                     self._dirty = False
                     raise
+
+    def close(self) -> None:
+        """Refuse every later publish (``SSEError``); readers see the stream end."""
+        self.closed = True
+        # publish() takes an id first: refusing there costs a sending loop nothing, and
+        # also stops a reference to ``stream.send`` kept from before the close.
+        self._take_id = self._refuse
+
+    def _refuse(self) -> int:
+        raise SSEError(f"stream {self.name!r} is closed; create a new EventStream")
 
     def publish_once(self, key: str, data: str, event: str | None = None) -> int:
         """Like :meth:`publish`, but a second call with the same ``key`` returns the first id.
@@ -648,7 +658,7 @@ class ChannelRegistry:
         with self.lock:
             ch = self.channels.pop(name, None)
         if ch is not None:
-            ch.closed = True
+            ch.close()
         return ch
 
     def get(self, name: str) -> Channel | None:

@@ -15,7 +15,6 @@ import anywidget
 import traitlets
 
 from .comm import TRANSPORTS, CommPump, default_transport
-from .errors import SSEError
 from .protocol import Event
 from .publisher import Publisher
 from .server import EventServer, get_server
@@ -117,7 +116,7 @@ class EventStream(anywidget.AnyWidget):
         # The fast path of send(): an instance attribute is found before the method, so a
         # sending loop calls the channel's publish() directly, one Python call fewer per
         # event (a sixth of a loop's cost at a million events a second). It does exactly
-        # what send() below does; close() swaps in a refusal. A subclass that defines its
+        # what send() below does (a closed channel refuses). A subclass that defines its
         # own send() keeps it.
         if type(self).send is EventStream.send:
             self.__dict__["send"] = channel.publish
@@ -149,12 +148,7 @@ class EventStream(anywidget.AnyWidget):
             If the event type has CR/LF or starts with ``sse_widget.``, or the stream is
             closed.
         """
-        if self._closed:
-            return self._refuse(data, event)
         return self._channel.publish(data, event)
-
-    def _refuse(self, data: object, event: str | None = None) -> int:
-        raise SSEError(f"stream {self._channel.name!r} is closed; create a new EventStream")
 
     def send_message(self, content: dict[str, Any]) -> None:
         """Send a custom message to the frontend (ipywidgets' ``Widget.send``)."""
@@ -232,8 +226,6 @@ class EventStream(anywidget.AnyWidget):
         if self._closed:
             return
         self._closed = True
-        if "send" in self.__dict__:
-            self.__dict__["send"] = self._refuse
         self._pump.stop()
         self._server.remove_channel(self._channel.name)
         super().close()

@@ -149,7 +149,11 @@ def test_publisher_sends_to_this_stream(stream: EventStream) -> None:
 def test_close_ends_the_stream_and_send_then_raises() -> None:
     s = EventStream()
     s.send("x")
+    saved = s.send  # e.g. a callback handed to a training loop before the close
     s.close()
+    with pytest.raises(SSEError, match="is closed"):
+        saved("y")
+    assert s.count == 1
     with pytest.raises(SSEError, match="is closed"):
         s.send("y")
     with pytest.raises(SSEError, match="is closed"):

@@ -24,13 +24,14 @@ import threading
 import time
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from itertools import accumulate
+from operator import add
 from typing import Protocol
 
 from .errors import EncodeError, SSEError
-from .protocol import Event, check_event_name, split_lines
+from .protocol import Event, check_event_name, check_text, split_lines
 from .serialize import to_text
 
 __all__ = [
@@ -64,6 +65,8 @@ _OVERHEAD = 16
 _MESSAGE = '"message"'
 # Encoded sizes are summed this many entries at a time when a batch is cut by size.
 _CUT_BLOCK = 4096
+# At most this many event types' "event: …" lines are kept made.
+_MAX_EVENT_LINES = 1024
 
 _checked_events: set[str] = set()
 
@@ -202,8 +205,7 @@ class Channel:
         self._wire: list[str] = []
         self._raw: dict[int, str] = {}
         self._start = 0
-        self._event_lines: dict[str | None, str] = {None: _DATA}
-        self._longest_event_line = len(_DATA)
+        self._event_lines: dict[str | None, str] = {None: _DATA}  # a cache, bounded
         self._sse_memo: tuple[tuple[int, int, int, int], bytes, int] | None = None
         self._mux: list[str] = []
         self._sizes: list[int] = []  # only with max_bytes
@@ -236,10 +238,13 @@ class Channel:
             If ``data`` cannot be serialised, or ``event`` is not a str (the message
             names the type).
         EncodeError
-            If ``event`` has a line break or starts with ``sse_widget.``.
+            If ``event`` has a line break or starts with ``sse_widget.``, or either
+            holds text UTF-8 cannot encode (a lone surrogate).
         """
         if type(data) is not str:
             data = to_text(data)
+        if not data.isascii():
+            check_text(data)
         if event is not None and (type(event) is not str or event not in _checked_events):
             check_user_event(event)
         i = self._take_id()
@@ -257,6 +262,9 @@ class Channel:
         """
         if len(events) != len(datas):
             raise ValueError(f"{len(events)} event types for {len(datas)} data strings")
+        if not "".join(datas).isascii():
+            for d in datas:
+                check_text(d)
         ids = self.registry.ids.take_many(len(datas))
         self._pending_types.update(
             [(i, ev) for i, ev in zip(ids, events, strict=True) if ev is not None]
@@ -350,11 +358,6 @@ class Channel:
             self._types += [None] * n
         else:
             self._types += types
-            lines = self._event_lines
-            for ev in set(types) - lines.keys():
-                assert ev is not None
-                lines[ev] = f"event: {ev}\n{_DATA}"
-                self._longest_event_line = max(self._longest_event_line, len(lines[ev]))
         joined = "".join(datas)
         if "\n" in joined or "\r" in joined:
             datas = list(datas)
@@ -471,9 +474,7 @@ class Channel:
         end = len(self._ids)
         if lo >= end:
             return b"", cursor
-        # An upper bound of each event's framing, so a chunk never passes the limit by it.
-        framing = len(str(self._ids[end - 1])) + self._longest_event_line + _FRAMING
-        hi = self._cut(self._wire, lo, end, limit, framing)
+        hi = self._cut(self._sse_sizes(end), lo, end, limit)
         chunk = self._encode_sse(lo, hi).encode("utf-8")
         last = self._ids[hi - 1]
         self._sse_memo = (key, chunk, last)
@@ -490,7 +491,7 @@ class Channel:
         parts = [""] * (width * n)
         parts[0::width], parts[1::width] = _id_parts(self._ids[lo:hi], _DATA if plain else "")
         if not plain:
-            parts[2::width] = map(self._event_lines.__getitem__, types)
+            parts[2::width] = self._lines_of(types)
         parts[width - 1 :: width] = self._wire[lo:hi]
         parts[0] = parts[0][len(_BLANK) :]  # no event before the first to end
         parts.append(_BLANK)
@@ -510,14 +511,46 @@ class Channel:
             have = self._start
         if have < end:
             mux += self._encode_mux(have, end)
-        hi = self._cut(mux, lo, end, limit, 0)
+        hi = self._cut(lambda a, b: map(len, mux[a:b]), lo, end, limit)
         return list(zip(self._ids[lo:hi], mux[lo:hi], strict=True)), self._ids[hi - 1]
 
+    def _lines_of(self, types: list[str | None]) -> list[str]:
+        """The ``event:`` and ``data:`` start of each event with these types."""
+        lines = self._event_lines
+        new = set(types) - lines.keys()
+        if new:
+            if len(lines) + len(new) > _MAX_EVENT_LINES:
+                # Types like f"item-{k}" would grow the cache for ever: start it again.
+                lines.clear()
+                lines[None] = _DATA
+                new.discard(None)
+            for ev in new:
+                lines[ev] = f"event: {ev}\n{_DATA}"
+        return list(map(lines.__getitem__, types))
+
+    def _sse_sizes(self, end: int) -> Callable[[int, int], Iterable[int]]:
+        """Sizes of the history's entries on the plain stream, for :meth:`_cut`.
+
+        Exact but for the id, which counts as wide as the newest one (``end - 1``).
+        """
+        framing = len(str(self._ids[end - 1])) + _FRAMING
+        untyped = framing + len(_DATA)
+        wire, types = self._wire, self._types
+
+        def sizes(a: int, b: int) -> Iterable[int]:
+            lengths = map(len, wire[a:b])
+            some = types[a:b]
+            if some.count(None) == b - a:
+                return map(untyped.__add__, lengths)
+            return map(add, map(framing.__add__, lengths), map(len, self._lines_of(some)))
+
+        return sizes
+
     @staticmethod
-    def _cut(strings: list[str], lo: int, end: int, limit: int, extra: int) -> int:
+    def _cut(sizes: Callable[[int, int], Iterable[int]], lo: int, end: int, limit: int) -> int:
         """The end of the slice from ``lo`` that first reaches ``limit`` characters.
 
-        Each entry counts as its length plus ``extra``. At least one entry is taken.
+        ``sizes(a, b)`` gives the sizes of entries ``a:b``. At least one entry is taken.
         """
         # Sizes are summed a block at a time at C speed, and only the block that reaches
         # the limit is looked at entry by entry, so a cut costs little more than a sum.
@@ -525,11 +558,10 @@ class Channel:
         hi = lo
         while hi < end:
             stop = min(end, hi + _CUT_BLOCK)
-            block = sum(map(len, strings[hi:stop])) + extra * (stop - hi)
+            block = sum(sizes(hi, stop))
             if size + block >= limit:
-                lengths = map(extra.__add__, map(len, strings[hi:stop]))
-                sizes = list(accumulate(lengths, initial=size))
-                return max(lo + 1, hi + bisect_left(sizes, limit))
+                running = list(accumulate(sizes(hi, stop), initial=size))
+                return max(lo + 1, hi + bisect_left(running, limit))
             size += block
             hi = stop
         return end

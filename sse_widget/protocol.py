@@ -27,6 +27,7 @@ __all__ = [
     "EventParser",
     "check_event_name",
     "check_id",
+    "check_text",
     "encode_comment",
     "encode_event",
     "split_lines",
@@ -98,7 +99,22 @@ def check_event_name(name: str) -> str:
         raise EncodeError(
             f"event name must not contain CR or LF (it would start a new field); got {name!r}"
         )
-    return name
+    return check_text(name, "event name")
+
+
+def check_text(text: str, what: str = "data") -> str:
+    """Return `text` if it can be encoded as UTF-8, else raise ``EncodeError``.
+
+    A ``str`` can hold what UTF-8 cannot: lone surrogates (``"\\ud800"``), which
+    ``json.loads`` and ``surrogateescape`` decoding produce. Such text could never go out,
+    so it is refused when it comes in. ASCII text is known to be fine at no cost.
+    """
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _not_utf8(what, exc) from None
+    return text
 
 
 def check_id(id: str) -> str:

@@ -45,7 +45,7 @@ from tornado.web import Application, RequestHandler
 
 from .channels import GAP_EVENT, Channel, ChannelRegistry, check_user_event, collect_mux
 from .errors import EncodeError
-from .protocol import check_id
+from .protocol import check_id, check_text
 
 __all__ = ["EventServer", "get_server"]
 
@@ -403,6 +403,7 @@ def _parse_json_body(body: bytes) -> list[tuple[str, str | None, str | None]]:
         event = item.get("event")
         key = item.get("id")
         try:
+            _check_field("data", data, check_text)
             if event is not None:
                 _check_field("event", event, check_user_event)
             if key is not None:

@@ -118,7 +118,7 @@ class EventStream(anywidget.AnyWidget):
         # event (a sixth of a loop's cost at a million events a second). It does exactly
         # what send() below does (a closed channel refuses). A subclass that defines its
         # own send() keeps it.
-        if type(self).send is EventStream.send:
+        if type(self).send is _SEND:
             self.__dict__["send"] = channel.publish
         super().__init__(view=view, title=title, max_rows=max_rows, transport=transport, **kwargs)
         self.set_trait("stream", channel.name)
@@ -145,7 +145,8 @@ class EventStream(anywidget.AnyWidget):
         TypeError
             If ``data`` cannot be serialised (the message names its type).
         sse_widget.SSEError
-            If the event type has CR/LF or starts with ``sse_widget.``, or the stream is
+            If the event type has CR/LF or starts with ``sse_widget.``, if the data or
+            type holds text UTF-8 cannot encode (a lone surrogate), or if the stream is
             closed.
         """
         return self._channel.publish(data, event)
@@ -245,3 +246,7 @@ class EventStream(anywidget.AnyWidget):
             self._pump.start(after if isinstance(after, int) and after >= 0 else None)
         elif kind == "comm_unsubscribe" and self.transport != "comm":
             self._pump.stop()
+
+
+# send() as the class defines it, to tell whether a subclass (or a patch) replaced it.
+_SEND = EventStream.send

@@ -473,3 +473,26 @@ def test_typed_events_from_publish_many_keep_their_types() -> None:
     assert last == 3
     assert [(e.event, e.data) for e in ch.events()] == [("x", "1"), ("message", "2"), ("y", "3")]
     assert parse_plain(ch)[0] == as_sent(ch)
+
+
+def test_many_event_types_neither_grow_memory_nor_shrink_chunks() -> None:
+    # Types like f"item-{k}" (a feed, a POST publisher): the cache of "event:" lines
+    # stays bounded, and a long type long gone from the history does not make every
+    # later chunk small.
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_events=100)
+    ch.publish("x", "t" * 100_000)
+    for k in range(20_000):
+        ch.publish("x", f"item-{k}")
+        if k % 1000 == 0:
+            reg.drain()
+            parse_plain(ch)
+    reg.drain()
+    got, _ = parse_plain(ch)
+    assert len(ch._event_lines) <= 1024
+    assert [e.event for e in got][-1] == "item-19999"
+    for _ in range(1000):
+        ch.publish("x")
+    reg.drain()
+    _, sizes = parse_plain(ch)
+    assert len(sizes) == 1, "a thousand short events should take one chunk"

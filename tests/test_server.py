@@ -270,6 +270,26 @@ def test_post_bad_fields_are_400_and_publish_nothing(server: EventServer, body, 
     assert ch.published == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"data": "bad \\ud800"}',
+            "field 'data': data must be encodable as UTF-8; got '\\ud800'",
+        ),
+        (b'{"data": "x", "event": "\\udc00"}', "field 'event': event name must be encodable"),
+    ],
+)
+def test_post_text_utf8_cannot_carry_is_400(server: EventServer, body, message) -> None:
+    # JSON may spell a lone surrogate, which no UTF-8 stream can carry: refused at the
+    # door, rather than failing every reader of the stream later.
+    ch = server.create_channel("s")
+    r = post(server, "/streams/s", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert message in r.json()["error"]
+    assert ch.published == 0
+
+
 def test_post_text_injection_in_event_query_is_400(server: EventServer) -> None:
     server.create_channel("s")
     r = post(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
+from unittest import mock
 
 import httpx
 import numpy as np
@@ -108,6 +110,35 @@ def test_send_names_the_type_of_an_event_that_is_not_a_str(stream: EventStream, 
     with pytest.raises(TypeError, match=f"event must be a str or None; got {type(event).__name__}"):
         stream.send("x", event=event)
     assert stream.count == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "event", "message"),
+    [
+        ("bad \ud800", None, "data must be encodable as UTF-8; got '\\ud800'"),
+        ({"k": "\udfff"}, None, "data must be encodable as UTF-8"),
+        ("x", "t\ud800", "event name must be encodable as UTF-8"),
+    ],
+)
+def test_send_refuses_text_utf8_cannot_carry(stream: EventStream, data, event, message) -> None:
+    with pytest.raises(SSEError, match=re.escape(message)):
+        stream.send(data, event=event)
+    stream.send("fine")
+    with httpx.stream("GET", stream.url, timeout=10) as r:  # the stream still reads
+        text = ""
+        for chunk in r.iter_text():
+            text += chunk
+            if "fine" in text:
+                break
+    assert stream.count == 1
+
+
+def test_a_patched_send_on_the_class_is_the_one_instances_use() -> None:
+    with mock.patch.object(EventStream, "send", autospec=True, return_value=-1) as patched:
+        s = EventStream()
+        assert s.send("x") == -1
+    assert patched.call_count == 1
+    s.close()
 
 
 def test_send_and_the_method_it_stands_for_do_the_same(stream: EventStream) -> None:

@@ -77,6 +77,22 @@ diy
 '''
 
 
+def kernels_idle(lab, timeout: float) -> bool:
+    """Wait until the server reports every kernel idle; False if one is still busy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(k["execution_state"] == "idle" for k in lab.api("GET", "/api/kernels")):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def note(r: dict[str, float]) -> str:
+    if not r["finished"]:
+        return "  (cell interrupted after 180 s)"
+    return "" if r["prompt"] else "  (the page never got the cell's reply)"
+
+
 def measure(lab, nb, sel: str, cell: int, n: int, settle: float) -> dict[str, float]:
     nb.page.evaluate(WATCH, sel)
     nb.run_cell(cell, wait=False)
@@ -91,16 +107,19 @@ def measure(lab, nb, sel: str, cell: int, n: int, settle: float) -> dict[str, fl
         elif time.monotonic() - last_change > settle:
             break  # nothing more is coming: the rest was lost
         time.sleep(0.2)
-    finished = True
+    finished = prompt = True
     try:
-        nb.wait_cell_done(cell, timeout=180)
+        nb.wait_cell_done(cell, timeout=30)
     except AssertionError:
-        # Once in a few runs the trait path's cell was still busy after minutes, the
-        # server throttling its flood. Report what arrived rather than lose the run.
-        finished = False
-        for k in lab.api("GET", "/api/kernels"):
-            lab.api("POST", f"/api/kernels/{k['id']}/interrupt")
-        nb.wait_cell_done(cell, timeout=60)
+        prompt = False
+        # The trait path's flood can cost the page its kernel reply (the prompt then stays
+        # "[*]" though the cell is done): ask the server whether the kernel is idle, and
+        # interrupt it if it is still busy after minutes, rather than lose the run.
+        finished = kernels_idle(lab, timeout=180)
+        if not finished:
+            for k in lab.api("GET", "/api/kernels"):
+                lab.api("POST", f"/api/kernels/{k['id']}/interrupt")
+            kernels_idle(lab, timeout=60)
     rec = nb.page.evaluate(f"window.__bench[{json.dumps(sel)}]")
     span = max((rec["last"] or 0) - (rec["first"] or 0), 1.0) / 1000
     return {
@@ -109,6 +128,7 @@ def measure(lab, nb, sel: str, cell: int, n: int, settle: float) -> dict[str, fl
         "rate": rec["n"] / span,
         "seconds": span,
         "finished": finished,
+        "prompt": prompt,
     }
 
 
@@ -158,7 +178,7 @@ def main() -> int:
         lost = r["sent"] - r["got"]
         print(
             f"  {name:<34}{r['sent']:>10,}{r['got']:>10,}{lost / r['sent']:>8.1%}"
-            f"{r['rate']:>12,.0f}{'' if r['finished'] else '  (cell interrupted after 180 s)'}"
+            f"{r['rate']:>12,.0f}{note(r)}"
         )
     sse = results["sse_widget, SSE (direct)"]
     comm = results["sse_widget, comm"]

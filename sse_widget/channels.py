@@ -161,7 +161,8 @@ class Channel:
 
     Notes
     -----
-    Everything but :meth:`publish` and :meth:`publish_once` runs on the server thread.
+    Everything but :meth:`publish`, :meth:`publish_many`, :meth:`publish_once` and
+    :meth:`close` runs on the server thread.
 
     Nothing here makes an object the garbage collector tracks per event (no tuple per
     event): pending events are dict entries keyed by id, and the history is lists side
@@ -262,7 +263,7 @@ class Channel:
         """
         if len(events) != len(datas):
             raise ValueError(f"{len(events)} event types for {len(datas)} data strings")
-        if not "".join(datas).isascii():
+        if not all(map(str.isascii, datas)):
             for d in datas:
                 check_text(d)
         ids = self.registry.ids.take_many(len(datas))

@@ -46,6 +46,7 @@ from tornado.web import Application, RequestHandler
 from .channels import GAP_EVENT, Channel, ChannelRegistry, check_user_event, collect_mux
 from .errors import EncodeError
 from .protocol import check_id, check_text
+from .serialize import to_text
 
 __all__ = ["EventServer", "get_server"]
 
@@ -397,9 +398,7 @@ def _parse_json_body(body: bytes) -> list[tuple[str, str | None, str | None]]:
             raise ValueError(
                 f'{where}unknown fields {sorted(unknown)}; expected "data", "event", "id"'
             )
-        data = item["data"]
-        if not isinstance(data, str):
-            data = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        data = to_text(item["data"])  # JSON values: the same text send() would make
         event = item.get("event")
         key = item.get("id")
         try:

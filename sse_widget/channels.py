@@ -263,6 +263,8 @@ class Channel:
         """
         if len(events) != len(datas):
             raise ValueError(f"{len(events)} event types for {len(datas)} data strings")
+        if self.closed:
+            self._refuse()
         if not all(map(str.isascii, datas)):
             for d in datas:
                 check_text(d)
@@ -295,15 +297,19 @@ class Channel:
                     self._dirty = False
                     raise
 
-    def close(self) -> None:
-        """Refuse every later publish (``SSEError``); readers see the stream end."""
+    def close(self, reason: str | None = None) -> None:
+        """Refuse every later publish (``SSEError``); readers see the stream end.
+
+        ``reason`` is the refusal's message (by default: the stream is closed).
+        """
         self.closed = True
+        self._closed_reason = reason or f"stream {self.name!r} is closed; create a new EventStream"
         # publish() takes an id first: refusing there costs a sending loop nothing, and
         # also stops a reference to ``stream.send`` kept from before the close.
         self._take_id = self._refuse
 
     def _refuse(self) -> int:
-        raise SSEError(f"stream {self.name!r} is closed; create a new EventStream")
+        raise SSEError(self._closed_reason)
 
     def publish_once(self, key: str, data: str, event: str | None = None) -> int:
         """Like :meth:`publish`, but a second call with the same ``key`` returns the first id.

@@ -37,11 +37,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, RequestHandler, stream_request_body
 
 from .channels import GAP_EVENT, Channel, ChannelRegistry, check_user_event, collect_mux
 from .errors import EncodeError
@@ -315,7 +316,40 @@ class _Finished(Exception):
     """The handler already answered (an error); stop processing."""
 
 
+@stream_request_body
 class _StreamHandler(_Handler):
+    """``GET`` (one stream's SSE) and ``POST`` (publish) of ``/streams/<name>``.
+
+    The POST body is read as it arrives, so a body over the limit is counted and dropped
+    rather than held, and its sender gets a 413 however large it was.
+    """
+
+    _chunks: list[bytes]
+    _size = 0
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self._finished or self.request.method != "POST":
+            return
+        self._chunks = []
+        limit = self.server.max_body
+        # Bodies up to the cap are read to the end (and dropped past the limit) so that
+        # the client, which sends the whole body before it reads, gets its 413; a longer
+        # declared body is refused at once and the connection closed.
+        cap = max(limit * 64, 64 << 20)
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > cap:
+            return self.fail(413, f"body must be at most {limit} bytes; got {int(length)}")
+        conn = self.request.connection
+        if isinstance(conn, HTTP1Connection):
+            conn.set_max_body_size(cap)
+        return None
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= self.server.max_body:
+            self._chunks.append(chunk)
+
     async def get(self, name: str) -> None:
         ch = self.server.registry.get(name)
         if ch is None:
@@ -331,10 +365,10 @@ class _StreamHandler(_Handler):
         ch = self.server.registry.get(name)
         if ch is None:
             return self.fail(404, f"no stream named {name!r}")
-        body = self.request.body
         limit = self.server.max_body
-        if len(body) > limit:
-            return self.fail(413, f"body must be at most {limit} bytes; got {len(body)}")
+        if self._size > limit:
+            return self.fail(413, f"body must be at most {limit} bytes; got {self._size}")
+        body = b"".join(self._chunks)
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         try:
             if ctype == "application/json":
@@ -553,10 +587,23 @@ class EventServer:
         with contextlib.suppress(RuntimeError):  # loop already closed
             loop.add_callback(self._begin_stop)
         thread.join(timeout)
+        self._close_channels(
+            "stream {name!r} is closed: its server was stopped; create a new EventStream"
+        )
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._ioloop is not None
+
+    @property
+    def stopped(self) -> bool:
+        """True once the server thread has ended (it cannot be started again)."""
+        return self._thread is not None and not self._thread.is_alive()
+
+    def _close_channels(self, reason: str) -> None:
+        # Streams of a server that no longer runs refuse to send rather than lose events.
+        for ch in list(self.registry.channels.values()):
+            ch.close(reason.format(name=ch.name))
 
     def _run(self) -> None:
         try:
@@ -579,7 +626,8 @@ class EventServer:
             log_function=lambda handler: None,
         )
         sockets = bind_sockets(self.port, self.host)
-        # Tornado's hard cap; the handler answers 413 above max_body itself.
+        # Tornado's cap for bodies of other requests; POST /streams/<name> reads its body as
+        # it comes and answers 413 above max_body itself.
         http = HTTPServer(app, max_body_size=max(self.max_body * 4, 1 << 22))
         http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
@@ -708,9 +756,9 @@ def get_server() -> EventServer:
     """The process's :class:`EventServer`, started on first use."""
     global _server
     server = _server
-    if server is None or server.pid != os.getpid():
+    if server is None or server.pid != os.getpid() or server.stopped:
         with _server_lock:
-            if _server is None or _server.pid != os.getpid():
+            if _server is None or _server.pid != os.getpid() or _server.stopped:
                 _server = EventServer()
             server = _server
     if not server.running:
@@ -721,6 +769,12 @@ def get_server() -> EventServer:
 def _forget_after_fork() -> None:
     # The server thread does not exist in a forked child; its lock may even be held.
     global _server, _server_lock
+    if _server is not None:
+        _server._close_channels(
+            f"stream {{name!r}} belongs to process {_server.pid}, and this is a forked child "
+            f"(process {os.getpid()}), whose events would be lost: give the worker "
+            "stream.publisher() and call its send()"
+        )
     _server = None
     _server_lock = threading.Lock()
 

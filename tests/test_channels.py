@@ -15,7 +15,7 @@ from sse_widget.channels import (
     check_user_event,
     collect_mux,
 )
-from sse_widget.errors import EncodeError
+from sse_widget.errors import EncodeError, SSEError
 from sse_widget.protocol import Event, EventParser, split_lines
 
 
@@ -496,3 +496,14 @@ def test_many_event_types_neither_grow_memory_nor_shrink_chunks() -> None:
     reg.drain()
     _, sizes = parse_plain(ch)
     assert len(sizes) == 1, "a thousand short events should take one chunk"
+
+
+def test_a_closed_channel_refuses_batches_too() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("s")
+    ch.close("gone for a reason")
+    with pytest.raises(SSEError, match=r"^gone for a reason$"):
+        ch.publish_many([None], ["x"])
+    with pytest.raises(SSEError, match=r"^gone for a reason$"):
+        ch.publish("x")
+    assert ch.published == 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import multiprocessing
 import os
 import pathlib
+import resource
 import socket
 import subprocess
 import threading
@@ -21,6 +23,7 @@ import pytest
 from helpers import RawSSE, wait_for
 
 from sse_widget.channels import Channel
+from sse_widget.errors import SSEError
 from sse_widget.publisher import Publisher
 from sse_widget.server import EventServer
 
@@ -309,6 +312,25 @@ def test_post_bad_json_is_400(server: EventServer) -> None:
     assert r.json()["error"].startswith("body is not valid JSON: ")
 
 
+@pytest.mark.parametrize("size", [5 << 20, 100 << 20], ids=["5MiB", "100MiB"])
+def test_post_far_oversized_body_is_413_too(server: EventServer, size: int) -> None:
+    # Above Tornado's own cap (4 MiB here), which would answer 400 with no body.
+    ch = server.create_channel("s")
+    r = post(server, "/streams/s", content=b"x" * size, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 413
+    assert r.json()["error"] == f"body must be at most {1 << 20} bytes; got {size}"
+    assert ch.published == 0
+
+
+def test_post_oversized_chunked_body_is_413(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    parts = (b"y" * (1 << 16) for _ in range(80))  # no Content-Length: sent chunked
+    r = post(server, "/streams/s", content=parts, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 413
+    assert r.json()["error"] == f"body must be at most {1 << 20} bytes; got {80 << 16}"
+    assert ch.published == 0
+
+
 def test_post_oversized_body_is_413(server: EventServer) -> None:
     ch = server.create_channel("s")
     r = post(
@@ -488,9 +510,21 @@ def test_a_thousand_clients_all_receive_everything(server: EventServer) -> None:
         writer.close()
         return data
 
+    # Two sockets per client in this one process (both ends): lift the soft limit of open
+    # files (often 1024) to the hard one, and say so plainly if that is still too few.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * n_clients + 200
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= need, (
+        f"this test needs {need} open files; the hard limit here is {hard}"
+    )
+
     async def main() -> list[bytes]:
         tasks = [asyncio.create_task(one()) for _ in range(n_clients)]
+        deadline = time.monotonic() + 60
         while len(ch.subscribers) < n_clients:
+            assert time.monotonic() < deadline, f"{len(ch.subscribers)} of {n_clients} connected"
             await asyncio.sleep(0.05)
         publish(ch, n_events)
         return await asyncio.wait_for(asyncio.gather(*tasks), 60)
@@ -612,3 +646,44 @@ def test_server_is_one_per_process_and_fresh_after_fork() -> None:
             os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(r, 1) == b"1"
+
+
+def test_a_stream_from_before_fork_refuses_to_send_in_the_child() -> None:
+    from sse_widget.server import get_server
+
+    ch = get_server().create_channel()
+    send = ch.publish  # as EventStream.send is bound
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the parent's server is not here, so a send would be lost
+        try:
+            try:
+                send("lost?")
+                os.write(w, b"sent")
+            except SSEError as exc:
+                os.write(w, str(exc).encode())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    message = os.read(r, 1000).decode()
+    assert message.startswith(f"stream {ch.name!r} belongs to process {os.getpid()}, and this is")
+    assert "stream.publisher()" in message
+    assert send("still fine here") > 0  # the parent's stream is untouched
+
+
+def test_get_server_after_stop_starts_a_new_server() -> None:
+    from sse_widget.server import get_server
+
+    old = get_server()
+    ch = old.create_channel()
+    old.stop()
+    with pytest.raises(SSEError, match="its server was stopped"):
+        ch.publish("into a stopped server")
+    new = get_server()
+    assert new is not old
+    assert new.running
+    new_ch = new.create_channel()
+    with httpx.stream("GET", new.stream_url(new_ch.name, local=True)) as resp:
+        new_ch.publish("hello")
+        assert resp.status_code == 200
+        assert any(line == "data: hello" for line in itertools.islice(resp.iter_lines(), 10))

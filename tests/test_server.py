@@ -118,15 +118,28 @@ def test_replay_then_live_has_no_duplicates_and_no_gap(server: EventServer, raw_
     stop = threading.Event()
     sent: list[int] = []
 
+    at_subscribe: list[int] = []
+
     def produce() -> None:
-        while not stop.is_set() and len(sent) < 20_000:
+        # Publish before, while and after the client subscribes, so that its replay and
+        # its live events meet somewhere in the middle of a steady stream.
+        after = 0
+        while not stop.is_set() and len(sent) < 90_000 and after < 5_000:
             sent.append(ch.publish(str(len(sent))))
+            if at_subscribe:
+                after += 1
+            elif ch.subscribers:
+                at_subscribe.append(len(sent))
+            if len(sent) % 500 == 0:
+                time.sleep(0.001)  # a steady stream, not one burst before the connect
 
     t = threading.Thread(target=produce)
     t.start()
-    time.sleep(0.02)
+    wait_for(lambda: len(sent) > 100)
     r = raw_sse(server, f"/streams/s?key={server.key}&last_id=10")
     t.join()
+    assert at_subscribe, "the client subscribed only after the producer had finished"
+    assert 10 < at_subscribe[0] < len(sent) - 1000
     got = r.read_events(len(sent) - 10, timeout=30)
     assert [int(e.id) for e in got] == list(range(11, len(sent) + 1))
 
@@ -459,8 +472,16 @@ def test_a_client_that_never_reads_does_not_hold_back_others(server: EventServer
             got = fast.read_events(1000, timeout=20)
             assert got[-1].id == str(total)
         # The stuck client holds at most about one watermark of buffered output (and some,
-        # or the measure would not be measuring).
-        assert 0 < max(_buffered(server)) <= 2 * server.watermark
+        # or the measure would not be measuring), and the server's memory did not grow by
+        # the 50 MB it could not deliver.
+        port = stuck.getsockname()[1]
+        (held,) = [
+            c.buffered()
+            for c in server.clients
+            if c.handler.request.connection.stream.socket.getpeername()[1] == port
+        ]
+        assert 0 < held <= 2 * server.watermark
+        assert max(_buffered(server)) <= 2 * server.watermark
 
 
 def test_a_burst_of_many_watermarks_reaches_a_reader_whole(server: EventServer, raw_sse) -> None:

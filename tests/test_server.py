@@ -6,12 +6,14 @@ import asyncio
 import gc
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import pathlib
 import resource
 import socket
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -270,6 +272,7 @@ def test_post_text_with_event_query(server: EventServer, raw_sse) -> None:
         ({"data": "x", "event": "a\nb"}, "field 'event': event name must not contain"),
         ({"data": "x", "event": "a\rb"}, "field 'event': event name must not contain"),
         ({"data": "x", "id": "1\n2"}, "field 'id':"),
+        ({"data": "x", "id": "1\r2"}, "field 'id':"),
         ({"data": "x", "id": "1\x002"}, "field 'id':"),
         ({"data": "x", "event": "sse_widget.gap"}, "reserved for sse_widget"),
         ({"data": "x", "event": 5}, "field 'event' must be a string; got int"),
@@ -708,3 +711,95 @@ def test_get_server_after_stop_starts_a_new_server() -> None:
         new_ch.publish("hello")
         assert resp.status_code == 200
         assert any(line == "data: hello" for line in itertools.islice(resp.iter_lines(), 10))
+
+
+# -- configuration and lifecycle -----------------------------------------------------------
+
+
+def test_an_idle_stream_gets_keep_alive_comments() -> None:
+    server = EventServer(keepalive=0.2).start()
+    try:
+        server.create_channel("s")
+        r = RawSSE("127.0.0.1", server.port, f"/streams/s?key={server.key}")
+        body = r._dechunk(b"")
+        t0 = time.monotonic()
+        while body.count(b": ping\n") < 2:
+            assert time.monotonic() - t0 < 5, f"no keep-alives in 5 s: {body!r}"
+            body += r._dechunk(r.sock.recv(1 << 16))
+        assert body.startswith(b"retry: 1000\n: sse_widget\n")
+        r.close()
+    finally:
+        server.stop()
+
+
+def test_environment_variables_choose_host_port_and_public_url(monkeypatch) -> None:
+    with socket.socket() as probe:  # a port that is free right now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SSE_WIDGET_HOST", "127.0.0.2")
+    monkeypatch.setenv("SSE_WIDGET_PORT", str(port))
+    monkeypatch.setenv("SSE_WIDGET_PUBLIC_URL", "https://hub.example/user/me/proxy/9/")
+    server = EventServer().start()
+    try:
+        assert (server.host, server.port) == ("127.0.0.2", port)
+        assert server.url == "https://hub.example/user/me/proxy/9"
+        assert server.local_url == f"http://127.0.0.2:{port}"
+        ch = server.create_channel("s")
+        assert server.stream_url("s").startswith(
+            "https://hub.example/user/me/proxy/9/streams/s?key="
+        )
+        ch.publish("over 127.0.0.2")
+        with httpx.stream("GET", server.stream_url("s", local=True)) as resp:
+            assert "data: over 127.0.0.2" in itertools.islice(resp.iter_lines(), 10)
+    finally:
+        server.stop()
+
+
+def test_a_port_that_is_not_a_number_is_refused_clearly(monkeypatch) -> None:
+    monkeypatch.setenv("SSE_WIDGET_PORT", "eighty")
+    with pytest.raises(ValueError, match=r"^SSE_WIDGET_PORT must be an integer; got 'eighty'$"):
+        EventServer()
+
+
+@pytest.mark.parametrize(("host", "warns"), [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_binding_beyond_loopback_warns_what_is_exposed(caplog, host: str, warns: bool) -> None:
+    with caplog.at_level(logging.WARNING, logger="sse_widget"):
+        server = EventServer(host=host).start()
+        server.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "sse_widget"]
+    if warns:
+        assert messages == [
+            f"sse_widget's server listens on 0.0.0.0:{server.port}, reachable from other "
+            "machines: anyone with the key can read every stream and publish to it"
+        ]
+    else:
+        assert messages == []
+
+
+def test_the_server_stops_cleanly_at_interpreter_exit(tmp_path: pathlib.Path) -> None:
+    # An exit hook registered before sse_widget's runs after it (atexit is last in, first
+    # out), so it sees the state sse_widget's own hook left behind.
+    script = tmp_path / "exit.py"
+    script.write_text(
+        "import atexit, socket\n"
+        "state = {}\n"
+        "def after():\n"
+        "    state['sock'].settimeout(5)\n"
+        "    rest = b''\n"
+        "    while (data := state['sock'].recv(65536)):\n"
+        "        rest += data\n"
+        "    print('thread alive:', state['server']._thread.is_alive())\n"
+        "    print('reader saw the end:', rest.endswith(b'0\\r\\n\\r\\n'))\n"
+        "atexit.register(after)\n"
+        "from sse_widget.server import get_server\n"
+        "server = state['server'] = get_server()\n"
+        "server.create_channel('s')\n"
+        "sock = state['sock'] = socket.create_connection(('127.0.0.1', server.port))\n"
+        "request = f'GET /streams/s?key={server.key} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'\n"
+        "sock.sendall(request.encode())\n"
+        "sock.recv(65536)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.splitlines() == ["thread alive: False", "reader saw the end: True"], out

@@ -135,15 +135,22 @@ class NaiveTornado:
         def run() -> None:
             async def main() -> None:
                 self.loop = IOLoop.current()
+                self.stopping = asyncio.Event()
                 socks = bind_sockets(0, "127.0.0.1")
-                HTTPServer(Application([(r"/", H)])).add_sockets(socks)
+                http = HTTPServer(Application([(r"/", H)]))
+                http.add_sockets(socks)
                 self.port = socks[0].getsockname()[1]
                 ready.set()
-                await asyncio.Event().wait()
+                await self.stopping.wait()
+                http.stop()  # no thread of a finished contender lingers into later runs
+                for h in list(handlers):
+                    h.on_connection_close()
+                await http.close_all_connections()
 
             asyncio.run(main())
 
-        threading.Thread(target=run, daemon=True).start()
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
         ready.wait()
         self.path = "/"
 
@@ -159,7 +166,8 @@ class NaiveTornado:
         return len(self.handlers)
 
     def stop(self) -> None:
-        pass
+        self.loop.add_callback(self.stopping.set)
+        self.thread.join(10)
 
 
 class CoalescingTornado(NaiveTornado):
@@ -230,7 +238,8 @@ class SseStarlette:
 
             asyncio.run(main())
 
-        threading.Thread(target=run, daemon=True).start()
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
         ready.wait()
         self.path = "/"
 
@@ -246,6 +255,7 @@ class SseStarlette:
 
     def stop(self) -> None:
         self.server.should_exit = True
+        self.thread.join(10)
 
 
 class Ours:

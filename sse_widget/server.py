@@ -219,6 +219,7 @@ class _Handler(RequestHandler):
         if not self._key_ok():
             # No body and no CORS headers: a page without the key learns nothing.
             self.set_status(403)
+            self.clear_header("Content-Type")
             self.finish()
             return
         origin = self.request.headers.get("Origin")

@@ -179,13 +179,15 @@ def test_bad_resume_id_is_400(server: EventServer) -> None:
 )
 @pytest.mark.parametrize("key", [None, "wrong", ""])
 def test_every_endpoint_needs_the_key(server: EventServer, method, path, key) -> None:
-    server.create_channel("s")
+    ch = server.create_channel("s")
     sep = "&" if "?" in path else "?"
     url = server.local_url + path + (f"{sep}key={key}" if key is not None else "")
     r = httpx.request(method, url, json={"data": 1}, headers={"Origin": "http://evil.test"})
     assert r.status_code == 403
     assert r.content == b""
     assert "access-control-allow-origin" not in r.headers
+    assert "content-type" not in r.headers  # not even what kind of data it would have been
+    assert ch.published == 0
 
 
 def test_bearer_key_works(server: EventServer) -> None:

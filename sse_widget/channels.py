@@ -286,16 +286,23 @@ class Channel:
                 return
             self._dirty = True
             reg.dirty.append(self)
-            if not reg.drain_scheduled:
-                reg.drain_scheduled = True
-                try:
-                    reg.wake()
-                except BaseException:
-                    # Interrupted before the drain was scheduled: let the next publish
-                    # schedule it, or no stream would ever be drained again.
-                    reg.drain_scheduled = False
-                    self._dirty = False
-                    raise
+            if reg.drain_scheduled:
+                return
+            reg.drain_scheduled = True
+        # Outside the lock: the hand-over writes to the loop's wake-up pipe, which lets go
+        # of the GIL, and the server thread that takes it then should find the lock free
+        # and send at once, not wait for this thread and then for the GIL again (~5 ms
+        # each while a notebook computes). A drain that runs before the wake-up below
+        # takes this channel anyway; the drain woken then finds nothing, which is cheap.
+        try:
+            reg.wake()
+        except BaseException:
+            # Interrupted before the drain was scheduled: let the next publish schedule
+            # it, or no stream would ever be drained again.
+            with reg.lock:
+                reg.drain_scheduled = False
+                self._dirty = False
+            raise
 
     def close(self, reason: str | None = None) -> None:
         """Refuse every later publish (``SSEError``); readers see the stream end.
@@ -649,7 +656,7 @@ class ChannelRegistry:
     Parameters
     ----------
     wake:
-        Called (from any thread, with the lock held) when a drain should be scheduled on
+        Called (from any thread, without the lock) when a drain should be scheduled on
         the server's loop. It must only hand the work over (``IOLoop.add_callback``).
     wake_later:
         Called on the server thread with a delay in seconds, when a drain must look again

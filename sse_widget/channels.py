@@ -281,27 +281,31 @@ class Channel:
         # One drain for every channel with news. The drain clears the flag before it
         # takes the pending events, so an event stored after that sets it again.
         reg = self.registry
-        with reg.lock:
-            if self._dirty:
-                return
-            self._dirty = True
-            reg.dirty.append(self)
-            if reg.drain_scheduled:
-                return
-            reg.drain_scheduled = True
-        # Outside the lock: the hand-over writes to the loop's wake-up pipe, which lets go
-        # of the GIL, and the server thread that takes it then should find the lock free
-        # and send at once, not wait for this thread and then for the GIL again (~5 ms
-        # each while a notebook computes). A drain that runs before the wake-up below
-        # takes this channel anyway; the drain woken then finds nothing, which is cheap.
+        scheduled = False
         try:
+            with reg.lock:
+                if self._dirty:
+                    return
+                self._dirty = True
+                reg.dirty.append(self)
+                if reg.drain_scheduled:
+                    return
+                scheduled = True
+                reg.drain_scheduled = True
+            # Outside the lock: the hand-over writes to the loop's wake-up pipe, which
+            # lets go of the GIL, and the server thread that takes it then should find
+            # the lock free and send at once, not wait for this thread and then for the
+            # GIL again (~5 ms each while a notebook computes). A drain that runs before
+            # the wake-up takes this channel anyway; the one woken then finds nothing.
             reg.wake()
         except BaseException:
-            # Interrupted before the drain was scheduled: let the next publish schedule
-            # it, or no stream would ever be drained again.
-            with reg.lock:
-                reg.drain_scheduled = False
-                self._dirty = False
+            if scheduled:
+                # Interrupted (Ctrl-C) before the drain was surely scheduled: let the next
+                # publish schedule it. Events that other threads left meanwhile, trusting
+                # this drain, are found by the server's sweep (ChannelRegistry.sweep).
+                with reg.lock:
+                    reg.drain_scheduled = False
+                    self._dirty = False
             raise
 
     def close(self, reason: str | None = None) -> None:
@@ -709,6 +713,20 @@ class ChannelRegistry:
 
     def get(self, name: str) -> Channel | None:
         return self.channels.get(name)
+
+    def sweep(self) -> bool:
+        """Mark every channel with pending events dirty; True if a drain has work.
+
+        The server calls this about once a second, so that events whose wake-up was lost
+        (an interrupt in the middle of scheduling it) wait a second, not forever.
+        """
+        with self.lock:
+            listed = set(self.dirty)
+            for ch in self.channels.values():
+                if ch._pending and ch not in listed:
+                    ch._dirty = True
+                    self.dirty.append(ch)
+            return bool(self.dirty or self._holding)
 
     def drain(self) -> list[Channel]:
         """Move pending events into their channels' histories (server thread only).

@@ -735,7 +735,12 @@ class EventFeed(EventStream):
         for name in set(names):
             if name not in types:
                 types[name] = _channel_type(name)
-        self._channel.publish_many(list(map(types.__getitem__, names)), list(map(_DATA, rows)))
+        try:
+            self._channel.publish_many(list(map(types.__getitem__, names)), list(map(_DATA, rows)))
+        except SSEError:
+            if not self._channel.closed:
+                raise
+            # The server was stopped under a running feed: Python still gets the rows.
         # Queued for the main thread before a waiter can see it: wait() and join() then
         # always find the traits' share of what they saw.
         self._to_main("events", rows)

@@ -308,6 +308,7 @@ class _Handler(RequestHandler):
         return b"id: %d\ndata: %s\n\n" % (top, body) if top else b"data: %s\n\n" % body
 
     def on_connection_close(self) -> None:
+        super().on_connection_close()  # ends a body still being read, or its handler leaks
         client = getattr(self, "_client", None)
         if client is not None:
             client.close()
@@ -347,6 +348,8 @@ class _StreamHandler(_Handler):
         return None
 
     def data_received(self, chunk: bytes) -> None:
+        if self.request.method != "POST":
+            return  # a body on another method means nothing here
         self._size += len(chunk)
         if self._size <= self.server.max_body:
             self._chunks.append(chunk)
@@ -558,11 +561,21 @@ class EventServer:
         self._start_lock = threading.Lock()
         self.now: Callable[[], float] = lambda: 0.0
         self.pid = os.getpid()
+        self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> EventServer:
-        """Start the server thread (idempotent) and wait until it listens."""
+        """Start the server thread (idempotent) and wait until it listens.
+
+        Raises ``RuntimeError`` once the server was stopped: a stopped server does not
+        start again (``get_server()`` makes a new one).
+        """
+        if self._stopped:
+            raise RuntimeError(
+                "this EventServer was stopped and cannot start again; use get_server() or "
+                "a new EventServer"
+            )
         with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -579,18 +592,21 @@ class EventServer:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Close every connection and end the server thread."""
+        """Close every stream and connection and end the server thread (for good)."""
         loop, thread = self._ioloop, self._thread
-        if loop is None or thread is None or not thread.is_alive():
-            return
-        if threading.current_thread() is thread:
+        if thread is not None and threading.current_thread() is thread:
             raise RuntimeError("EventServer.stop() cannot be called from the server thread")
-        with contextlib.suppress(RuntimeError):  # loop already closed
-            loop.add_callback(self._begin_stop)
-        thread.join(timeout)
+        # First, so that nothing sent from now on is lost quietly, even if the thread
+        # takes longer than `timeout` to end or has died already.
+        self._stopped = True
         self._close_channels(
             "stream {name!r} is closed: its server was stopped; create a new EventStream"
         )
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        with contextlib.suppress(RuntimeError):  # loop already closed
+            loop.add_callback(self._begin_stop)
+        thread.join(timeout)
 
     @property
     def running(self) -> bool:
@@ -598,8 +614,8 @@ class EventServer:
 
     @property
     def stopped(self) -> bool:
-        """True once the server thread has ended (it cannot be started again)."""
-        return self._thread is not None and not self._thread.is_alive()
+        """True once :meth:`stop` was called or the thread has ended (no restart)."""
+        return self._stopped or (self._thread is not None and not self._thread.is_alive())
 
     def _close_channels(self, reason: str) -> None:
         # Streams of a server that no longer runs refuse to send rather than lose events.
@@ -640,7 +656,7 @@ class EventServer:
                 self.port,
             )
         self.now = self._ioloop.time
-        pinger = PeriodicCallback(self._ping_idle, min(self.keepalive, 1.0) * 1000)
+        pinger = PeriodicCallback(self._tick, min(self.keepalive, 1.0) * 1000)
         pinger.start()
         self._ready.set()
         await self._stopping.wait()
@@ -687,6 +703,12 @@ class EventServer:
                     sub.notify()
             if not registry.dirty:
                 return
+
+    def _tick(self) -> None:
+        # About once a second: keep-alives, and a drain for events a lost wake-up left.
+        if self.registry.sweep():
+            self._drain()
+        self._ping_idle()
 
     def _ping_idle(self) -> None:
         now = self.now()
@@ -771,6 +793,7 @@ def _forget_after_fork() -> None:
     # The server thread does not exist in a forked child; its lock may even be held.
     global _server, _server_lock
     if _server is not None:
+        _server.registry.lock = threading.Lock()  # may have been held by another thread
         _server._close_channels(
             f"stream {{name!r}} belongs to process {_server.pid}, and this is a forked child "
             f"(process {os.getpid()}), whose events would be lost: give the worker "

@@ -211,6 +211,41 @@ def test_an_interrupt_while_scheduling_the_drain_does_not_stop_every_stream() ->
     assert [e.data for e in ch.events()] == ["x", "y"]
 
 
+def test_events_left_trusting_an_interrupted_wake_are_found_by_the_sweep() -> None:
+    # Thread 1 is interrupted inside the wake-up; thread 2 publishes on another channel
+    # meanwhile, sees a drain scheduled and returns. Only the sweep can find its event.
+    wakes: list[int] = []
+    reg = ChannelRegistry()
+    a, b = reg.create("a"), reg.create("b")
+
+    def wake() -> None:
+        wakes.append(1)
+        if len(wakes) == 1:
+            b.publish("from thread 2")  # runs "meanwhile": the drain looks scheduled
+            raise KeyboardInterrupt
+
+    reg.wake = wake
+    with pytest.raises(KeyboardInterrupt):
+        a.publish("from thread 1")
+    assert len(wakes) == 1, "thread 2 trusted the wake-up that was interrupted"
+    assert reg.sweep() is True
+    reg.drain()
+    assert [e.data for e in a.events()] == ["from thread 1"]
+    assert [e.data for e in b.events()] == ["from thread 2"]
+    assert reg.sweep() is False  # nothing left: the server's tick does no drain
+
+
+def test_the_sweep_finds_a_channel_whose_dirty_mark_was_lost() -> None:
+    reg = ChannelRegistry()
+    ch = reg.create("a")
+    ch.publish("x")
+    reg.dirty.clear()  # as if an interrupt landed between the mark and the list
+    assert reg.drain() == []
+    assert reg.sweep() is True
+    assert reg.drain() == [ch]
+    assert [e.data for e in ch.events()] == ["x"]
+
+
 def test_an_event_appended_but_never_marked_dirty_is_found_in_order() -> None:
     # An interrupt between the append and _mark_dirty(): the drain finds the id missing
     # and looks in every channel before holding the others back.

@@ -132,7 +132,7 @@ def test_replay_then_live_has_no_duplicates_and_no_gap(server: EventServer, raw_
                 after += 1
             elif ch.subscribers:
                 at_subscribe.append(len(sent))
-            if len(sent) % 500 == 0:
+            if len(sent) % 100 == 0:
                 time.sleep(0.001)  # a steady stream, not one burst before the connect
 
     t = threading.Thread(target=produce)
@@ -349,6 +349,35 @@ def test_post_oversized_chunked_body_is_413(server: EventServer) -> None:
     assert ch.published == 0
 
 
+def test_a_get_with_a_body_still_streams(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    ch.publish("hello")
+    with httpx.stream("GET", server.stream_url("s", local=True), content=b"stray body") as r:
+        assert r.status_code == 200
+        assert "data: hello" in itertools.islice(r.iter_lines(), 10)
+
+
+def _stream_handlers() -> int:
+    from sse_widget.server import _StreamHandler
+
+    gc.collect()
+    return sum(type(o) is _StreamHandler for o in gc.get_objects())
+
+
+def test_a_post_cut_off_mid_body_leaves_no_handler_behind(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    before = _stream_handlers()
+    head = (
+        f"POST /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(head.encode() + b"x" * 50_000)  # then hang up, 950 kB short
+    wait_for(lambda: _stream_handlers() <= before, what="the cut-off POSTs' handlers to go")
+    assert ch.published == 0
+
+
 def test_post_oversized_body_is_413(server: EventServer) -> None:
     ch = server.create_channel("s")
     r = post(
@@ -518,7 +547,8 @@ def test_a_client_that_falls_behind_gets_a_gap_and_carries_on(server: EventServe
         slow.close()
 
 
-def test_a_thousand_clients_all_receive_everything(server: EventServer) -> None:
+def test_a_thousand_clients_all_receive_everything(server: EventServer, request) -> None:
+    request_cleanup = request.addfinalizer
     ch = server.create_channel("s")
     n_clients, n_events = 1000, 50
     request = f"GET /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
@@ -542,6 +572,7 @@ def test_a_thousand_clients_all_receive_everything(server: EventServer) -> None:
     need = 2 * n_clients + 200
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+        request_cleanup(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= need, (
         f"this test needs {need} open files; the hard limit here is {hard}"
     )
@@ -670,6 +701,7 @@ def test_server_is_one_per_process_and_fresh_after_fork() -> None:
             os.write(w, b"1" if ok else b"0")
         finally:
             os._exit(0)
+    os.close(w)  # so a child that died without writing reads as b"", not a hang
     os.waitpid(pid, 0)
     assert os.read(r, 1) == b"1"
 
@@ -690,11 +722,30 @@ def test_a_stream_from_before_fork_refuses_to_send_in_the_child() -> None:
                 os.write(w, str(exc).encode())
         finally:
             os._exit(0)
+    os.close(w)
     os.waitpid(pid, 0)
     message = os.read(r, 1000).decode()
     assert message.startswith(f"stream {ch.name!r} belongs to process {os.getpid()}, and this is")
     assert "stream.publisher()" in message
     assert send("still fine here") > 0  # the parent's stream is untouched
+
+
+def test_a_stopped_server_does_not_start_again_and_its_streams_refuse() -> None:
+    server = EventServer().start()
+    ch = server.create_channel("s")
+    server.stop()
+    assert server.stopped
+    with pytest.raises(RuntimeError, match="was stopped and cannot start again"):
+        server.start()
+    with pytest.raises(RuntimeError, match="was stopped and cannot start again"):
+        server.create_channel("t")
+    with pytest.raises(SSEError, match=r"^stream 's' is closed: its server was stopped"):
+        ch.publish("x")
+    never_started = EventServer()
+    lonely = never_started.registry.create("u")
+    never_started.stop()  # no thread at all: its streams are closed all the same
+    with pytest.raises(SSEError, match="its server was stopped"):
+        lonely.publish("x")
 
 
 def test_get_server_after_stop_starts_a_new_server() -> None:

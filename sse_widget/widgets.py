@@ -8,6 +8,7 @@ SSE cannot reach.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import pathlib
 from typing import Any
 
@@ -33,8 +34,19 @@ export default { render({ el }) {
 
 
 def _bundle(name: str, fallback: str) -> pathlib.Path | str:
+    """The built file's text, or ``fallback`` if it was not built.
+
+    Text, not the path: anywidget turns a path into a watched file and ties every widget
+    to that file's change signal with a closure, so no closed stream (nor its history)
+    would ever be freed (manzt/anywidget#929). With ``ANYWIDGET_HMR=1`` (anywidget's
+    switch for live reloading while developing) the path is kept, for that reload.
+    """
     path = _STATIC / name
-    return path if path.exists() else fallback
+    if not path.exists():
+        return fallback
+    if os.environ.get("ANYWIDGET_HMR") == "1":
+        return path
+    return path.read_text(encoding="utf-8")
 
 
 class EventStream(anywidget.AnyWidget):

@@ -6,9 +6,11 @@ What the browser does with all of this is tested in tests/test_widgets_browser.p
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import re
 import time
+import weakref
 from unittest import mock
 
 import httpx
@@ -192,6 +194,27 @@ def test_close_ends_the_stream_and_send_then_raises() -> None:
     assert "closed" in repr(s)
     assert get_server().registry.get(s.name) is None
     s.close()  # twice is fine
+
+
+def test_a_closed_stream_and_its_history_are_freed() -> None:
+    from sse_widget.channels import Channel
+
+    def alive() -> int:
+        gc.collect()
+        return sum(type(o) is Channel for o in gc.get_objects())
+
+    before = alive()
+    s = EventStream(history=1000)
+    for i in range(1000):
+        s.send(f"event {i}")
+    assert len(s.history) == 1000
+    assert alive() == before + 1
+    ref = weakref.ref(s)
+    s.close()
+    del s
+    # close() hands the server thread a last callback that holds the widget until it runs.
+    wait_for(lambda: alive() == before, what="the closed stream's channel to be freed")
+    assert ref() is None
 
 
 def test_context_manager_closes() -> None:

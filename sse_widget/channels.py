@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from itertools import accumulate
 from operator import add
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from .errors import EncodeError, SSEError
 from .protocol import Event, check_event_name, check_text, split_lines
@@ -197,6 +197,7 @@ class Channel:
         self._held: list[Item] = []  # drained, but above an id not appended yet
         self._dirty = False
         self._take_id = registry.ids.take
+        self._take_ids = registry.ids.take_many
         # The history, lists side by side from index 0; [_start:] is held. _wire is the
         # data as it goes after "data: " (a line break continues with another "data: "),
         # and _raw the data itself for the few events where the two differ. _mux is the
@@ -263,12 +264,10 @@ class Channel:
         """
         if len(events) != len(datas):
             raise ValueError(f"{len(events)} event types for {len(datas)} data strings")
-        if self.closed:
-            self._refuse()
         if not all(map(str.isascii, datas)):
             for d in datas:
                 check_text(d)
-        ids = self.registry.ids.take_many(len(datas))
+        ids = self._take_ids(len(datas))
         self._pending_types.update(
             [(i, ev) for i, ev in zip(ids, events, strict=True) if ev is not None]
         )
@@ -315,11 +314,11 @@ class Channel:
         """
         self.closed = True
         self._closed_reason = reason or f"stream {self.name!r} is closed; create a new EventStream"
-        # publish() takes an id first: refusing there costs a sending loop nothing, and
+        # Publishing takes ids first: refusing there costs a sending loop nothing, and
         # also stops a reference to ``stream.send`` kept from before the close.
-        self._take_id = self._refuse
+        self._take_id = self._take_ids = self._refuse
 
-    def _refuse(self) -> int:
+    def _refuse(self, n: int = 0) -> NoReturn:  # stands in for take() and take_many(n)
         raise SSEError(self._closed_reason)
 
     def publish_once(self, key: str, data: str, event: str | None = None) -> int:

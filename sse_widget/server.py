@@ -599,9 +599,7 @@ class EventServer:
         # First, so that nothing sent from now on is lost quietly, even if the thread
         # takes longer than `timeout` to end or has died already.
         self._stopped = True
-        self._close_channels(
-            "stream {name!r} is closed: its server was stopped; create a new EventStream"
-        )
+        self._close_channels("is closed: its server was stopped; create a new EventStream")
         if loop is None or thread is None or not thread.is_alive():
             return
         with contextlib.suppress(RuntimeError):  # loop already closed
@@ -617,10 +615,10 @@ class EventServer:
         """True once :meth:`stop` was called or the thread has ended (no restart)."""
         return self._stopped or (self._thread is not None and not self._thread.is_alive())
 
-    def _close_channels(self, reason: str) -> None:
+    def _close_channels(self, why: str) -> None:
         # Streams of a server that no longer runs refuse to send rather than lose events.
         for ch in list(self.registry.channels.values()):
-            ch.close(reason.format(name=ch.name))
+            ch.close(f"stream {ch.name!r} {why}")
 
     def _run(self) -> None:
         try:
@@ -795,9 +793,9 @@ def _forget_after_fork() -> None:
     if _server is not None:
         _server.registry.lock = threading.Lock()  # may have been held by another thread
         _server._close_channels(
-            f"stream {{name!r}} belongs to process {_server.pid}, and this is a forked child "
-            f"(process {os.getpid()}), whose events would be lost: give the worker "
-            "stream.publisher() and call its send()"
+            f"belongs to process {_server.pid}, and this is a forked child (process "
+            f"{os.getpid()}), whose events would be lost: give the worker stream.publisher() "
+            "and call its send()"
         )
     _server = None
     _server_lock = threading.Lock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from collections.abc import Callable
@@ -99,3 +100,9 @@ def wait_for(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condi
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def live_count(cls: type) -> int:
+    """How many instances of exactly ``cls`` are alive, after a full collection."""
+    gc.collect()
+    return sum(type(o) is cls for o in gc.get_objects())

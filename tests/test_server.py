@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 import httpx
 import httpx_sse
 import pytest
-from helpers import RawSSE, wait_for
+from helpers import RawSSE, live_count, wait_for
 
 from sse_widget.channels import Channel
 from sse_widget.errors import SSEError
@@ -357,16 +357,11 @@ def test_a_get_with_a_body_still_streams(server: EventServer) -> None:
         assert "data: hello" in itertools.islice(r.iter_lines(), 10)
 
 
-def _stream_handlers() -> int:
-    from sse_widget.server import _StreamHandler
-
-    gc.collect()
-    return sum(type(o) is _StreamHandler for o in gc.get_objects())
-
-
 def test_a_post_cut_off_mid_body_leaves_no_handler_behind(server: EventServer) -> None:
     ch = server.create_channel("s")
-    before = _stream_handlers()
+    from sse_widget.server import _StreamHandler
+
+    before = live_count(_StreamHandler)
     head = (
         f"POST /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n"
         "Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n"
@@ -374,7 +369,7 @@ def test_a_post_cut_off_mid_body_leaves_no_handler_behind(server: EventServer) -
     for _ in range(20):
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.sendall(head.encode() + b"x" * 50_000)  # then hang up, 950 kB short
-    wait_for(lambda: _stream_handlers() <= before, what="the cut-off POSTs' handlers to go")
+    wait_for(lambda: live_count(_StreamHandler) <= before, what="the cut-off POSTs' handlers to go")
     assert ch.published == 0
 
 
@@ -548,7 +543,6 @@ def test_a_client_that_falls_behind_gets_a_gap_and_carries_on(server: EventServe
 
 
 def test_a_thousand_clients_all_receive_everything(server: EventServer, request) -> None:
-    request_cleanup = request.addfinalizer
     ch = server.create_channel("s")
     n_clients, n_events = 1000, 50
     request = f"GET /streams/s?key={server.key} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
@@ -572,7 +566,7 @@ def test_a_thousand_clients_all_receive_everything(server: EventServer, request)
     need = 2 * n_clients + 200
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
-        request_cleanup(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+        request.addfinalizer(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= need, (
         f"this test needs {need} open files; the hard limit here is {hard}"
     )

@@ -6,7 +6,6 @@ What the browser does with all of this is tested in tests/test_widgets_browser.p
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import json
 import re
 import time
@@ -16,7 +15,7 @@ from unittest import mock
 import httpx
 import numpy as np
 import pytest
-from helpers import wait_for
+from helpers import live_count, wait_for
 
 from sse_widget import EventStream, SSEError
 from sse_widget.comm import CommPump, default_transport
@@ -200,8 +199,7 @@ def test_a_closed_stream_and_its_history_are_freed() -> None:
     from sse_widget.channels import Channel
 
     def alive() -> int:
-        gc.collect()
-        return sum(type(o) is Channel for o in gc.get_objects())
+        return live_count(Channel)
 
     before = alive()
     s = EventStream(history=1000)

@@ -2,7 +2,9 @@
 
 ``str`` goes out as it is; dicts, lists, numbers, booleans and None become compact JSON;
 numpy scalars and arrays, datetimes, dates, times, UUIDs, paths and sets are converted on
-the way. Anything else raises a ``TypeError`` that names the type.
+the way. The text is always standard JSON, so a browser's ``JSON.parse`` reads it: NaN and
+the infinities become ``null``, as JavaScript's ``JSON.stringify`` makes them. Anything else
+raises a ``TypeError`` that names the type.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def _default(obj: Any) -> Any:
     # numpy (and anything array-like with .tolist()/.item()) without importing numpy here.
     tolist = getattr(obj, "tolist", None)
     if callable(tolist) and type(obj).__module__.split(".")[0] == "numpy":
+        if getattr(getattr(obj, "dtype", None), "kind", "") == "M":
+            # datetime64: tolist() gives an int for nanoseconds (pandas' unit); ISO text.
+            return obj.astype(str).tolist()
         return tolist()
     raise TypeError(
         f"cannot send {type(obj).__module__}.{type(obj).__qualname__}: expected str, or data "
@@ -35,9 +40,21 @@ def _default(obj: Any) -> Any:
     )
 
 
-_encoder = json.JSONEncoder(
-    default=_default, separators=(",", ":"), ensure_ascii=False, allow_nan=True
-)
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float inside it replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+_OPTIONS: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False, "allow_nan": False}
+# The strict encoder runs first; only data that holds a non-finite float pays for the walk.
+_encoder = json.JSONEncoder(default=_default, **_OPTIONS)
+_finite_encoder = json.JSONEncoder(default=lambda obj: _finite(_default(obj)), **_OPTIONS)
 
 
 def to_text(data: object) -> str:
@@ -57,6 +74,23 @@ def to_text(data: object) -> str:
             f"cannot send {type(data).__name__}: expected str or JSON-able data; "
             "decode bytes first, e.g. send(data.decode())"
         )
-    if isinstance(data, float) and not math.isfinite(data):
-        return json.dumps(data)
-    return _encoder.encode(data)
+    try:
+        return _encoder.encode(data)
+    except ValueError as exc:
+        if str(exc).startswith("Out of range float"):
+            return _finite_encoder.encode(_finite(data))
+        # The one other ValueError json raises here: a container that holds itself.
+        raise TypeError(
+            f"cannot send {type(data).__name__}: expected data JSON can hold; got one that "
+            "contains itself (a circular reference)"
+        ) from None
+    except RecursionError:
+        raise TypeError(
+            f"cannot send {type(data).__name__}: expected data JSON can hold; got one nested "
+            "deeper than Python's recursion limit"
+        ) from None
+    except TypeError as exc:
+        if str(exc).startswith("cannot send"):
+            raise
+        # e.g. "keys must be str, int, float, bool or None, not tuple"
+        raise TypeError(f"cannot send {type(data).__name__}: {exc}") from None

@@ -216,6 +216,10 @@ class EventStream(anywidget.AnyWidget):
     @property
     def history(self) -> list[Event]:
         """The events the server still holds for replay, oldest first."""
+        if not self._server.running:
+            # Stopped (it drained on the way out), or this is a forked child: no loop is
+            # left to take the snapshot, and none to race with.
+            return self._channel.events()
         fut: concurrent.futures.Future[list[Event]] = concurrent.futures.Future()
 
         def snapshot() -> None:

@@ -22,6 +22,7 @@ import json
 import sys
 import threading
 import time
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -50,9 +51,11 @@ RESERVED_PREFIX = "sse_widget."
 GAP_EVENT = "sse_widget.gap"
 
 _DEFAULT_HISTORY = 10_000
-# Beyond this many runs of consecutive ids the oldest runs are forgotten; a cursor older
-# than every run then gets a lower bound for its missed count, not unbounded memory.
-_MAX_RUNS = 65_536
+# Beyond this many runs of consecutive ids (16 bytes each; a stream whose events alternate
+# with another's makes one run per event) the oldest half is forgotten, rather than memory
+# growing without end. A cursor older than every run kept then gets a lower bound for its
+# missed count, and its gap event says so ("at_least": true).
+_MAX_RUNS = 1 << 19
 # Idempotency keys remembered per channel, so a publisher's retried POST lands once.
 _MAX_KEYS = 4_096
 # How long a drain waits for an event whose id was taken but never appended, and how
@@ -214,8 +217,9 @@ class Channel:
         self._bytes = 0
         # Per-channel sequence numbers as runs of consecutive global ids, so that a cursor
         # (a global id) can be turned into "how many of our events came after it".
-        self._run_ids: list[int] = []
-        self._run_seqs: list[int] = []
+        self._run_ids = array("q")
+        self._run_seqs = array("q")
+        self._runs_cut = False  # the oldest runs were forgotten
         self._total = 0
         self._last_counted = -1
         self._keys: OrderedDict[str, int] = OrderedDict()
@@ -402,18 +406,19 @@ class Channel:
                 run_seqs.append(self._total)
             self._total += n
             self._last_counted = last
-            return
-        prev, total = self._last_counted, self._total
-        for i in ids:
-            if i != prev + 1 or not run_ids:
-                run_ids.append(i)
-                run_seqs.append(total)
-            prev = i
-            total += 1
-        self._last_counted, self._total = prev, total
+        else:
+            prev, total = self._last_counted, self._total
+            for i in ids:
+                if i != prev + 1 or not run_ids:
+                    run_ids.append(i)
+                    run_seqs.append(total)
+                prev = i
+                total += 1
+            self._last_counted, self._total = prev, total
         if len(run_ids) > _MAX_RUNS:
             del run_ids[: _MAX_RUNS // 2]
             del run_seqs[: _MAX_RUNS // 2]
+            self._runs_cut = True
 
     def _trim(self) -> None:
         ids = self._ids
@@ -450,18 +455,35 @@ class Channel:
         return min(seq + cursor - first + 1, run_end)
 
     def missed_after(self, cursor: int) -> int:
-        """How many events after ``cursor`` the history no longer holds."""
+        """How many events after ``cursor`` the history no longer holds.
+
+        Exact, unless the cursor is older than every run of ids still counted (see
+        :data:`_MAX_RUNS`): then it is a lower bound.
+        """
         held_from = self._total - len(self)
         return max(0, held_from - self._count_upto(cursor))
+
+    def gap_after(self, cursor: int) -> str:
+        """The gap event's data for a reader at ``cursor``, or "" if it missed nothing."""
+        missed = self.missed_after(cursor)
+        if not missed:
+            return ""
+        if self._runs_cut and cursor < self._run_ids[0]:
+            return f'{{"missed": {missed}, "at_least": true}}'
+        return f'{{"missed": {missed}}}'
 
     def first_id(self) -> int | None:
         """The oldest id still held, or None when nothing is held."""
         return self._ids[self._start] if len(self) else None
 
     def start_cursor(self, cursor: int | None) -> int:
-        """The cursor for a new reader; None means "all that is held, without a gap event"."""
+        """The cursor for a new reader; None means "all that is held, without a gap event".
+
+        A cursor ahead of every id this server has delivered (one from an earlier server,
+        or made up) would skip the events to come: it resumes from the newest instead.
+        """
         if cursor is not None:
-            return cursor
+            return min(cursor, self.registry.committed)
         # An empty channel has never held anything (the history keeps at least one event),
         # so 0 takes every event, including those published but not drained yet.
         first = self.first_id()
@@ -600,10 +622,9 @@ class Channel:
             )
         ]
 
-    def gap_mux(self, cursor: int, missed: int) -> str:
-        """The multiplexed line telling a client it missed ``missed`` events."""
-        data = json.dumps(json.dumps({"missed": missed}))
-        return f'[{cursor},{self._json_name},"{GAP_EVENT}",{data}]'
+    def gap_mux(self, cursor: int, gap: str) -> str:
+        """The multiplexed line carrying the gap event data ``gap`` (see :meth:`gap_after`)."""
+        return f'[{cursor},{self._json_name},"{GAP_EVENT}",{json.dumps(gap)}]'
 
     def events(self) -> list[Event]:
         """The held history as :class:`~sse_widget.protocol.Event` objects, oldest first."""
@@ -825,22 +846,22 @@ def collect_mux(cursors: dict[Channel, int], limit: int) -> tuple[list[str], int
 
     Returns the lines (gap lines first) and the largest event id among them (0 if none).
     Every channel's lines up to that id are included, so it becomes the cursor of every
-    channel: one id resumes them all. ``cursors`` is updated in place; closed channels
-    are dropped from it.
+    channel: one id resumes them all. ``cursors`` is updated in place; a closed channel is
+    dropped from it once it has nothing left for this reader.
     """
     gaps: list[str] = []
     merged: list[tuple[int, str]] = []
     for ch, cursor in list(cursors.items()):
-        if ch.closed:
-            del cursors[ch]
-            continue
-        missed = ch.missed_after(cursor)
-        if missed:
-            gaps.append(ch.gap_mux(cursor, missed))
+        gap = ch.gap_after(cursor)
+        if gap:
+            gaps.append(ch.gap_mux(cursor, gap))
             cursor = cursors[ch] = ch.skip_gap(cursor)
         # Each part is itself bounded by `limit`, so the cut below never passes the end
         # of a part that still has lines left.
         part, _ = ch.mux_after(cursor, limit)
+        if not part and not gap and ch.closed:
+            del cursors[ch]  # a closed channel is dropped once its reader has had it all
+            continue
         merged.extend(part)
     if len(cursors) > 1:
         merged.sort(key=_first)

@@ -30,10 +30,12 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import os
 import secrets
 import threading
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -203,6 +205,22 @@ class _Handler(RequestHandler):
     def initialize(self, server: EventServer) -> None:
         self.server = server
 
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Tornado's own logs the request's whole URI, whose query holds the key.
+        req = self.request
+        log.error(
+            "uncaught error in %s %s (from %s)",
+            req.method,
+            req.path,
+            req.remote_ip,
+            exc_info=(typ, value, tb) if typ is not None else None,  # type: ignore[arg-type]
+        )
+
     def _key_ok(self) -> bool:
         given = self.get_query_argument("key", None)
         if given is None:
@@ -292,15 +310,16 @@ class _Handler(RequestHandler):
         limit = self.server.watermark
         if client.single:
             ((ch, cursor),) = client.cursors.items()
-            if ch.closed:
-                return None
             head = b""
-            missed = ch.missed_after(cursor)
-            if missed:
-                head = b'event: %s\ndata: {"missed": %d}\n\n' % (GAP_EVENT.encode(), missed)
+            gap = ch.gap_after(cursor)
+            if gap:
+                head = b"event: %s\ndata: %s\n\n" % (GAP_EVENT.encode(), gap.encode())
                 cursor = ch.skip_gap(cursor)
             chunk, client.cursors[ch] = ch.sse_after(cursor, limit)
-            return head + chunk if head else chunk
+            if head:
+                return head + chunk
+            # A closed stream still sends what its reader has not had, then ends.
+            return None if not chunk and ch.closed else chunk
         lines, top = collect_mux(client.cursors, limit)
         if not lines:
             return b""
@@ -415,11 +434,21 @@ def _check_field(field: str, value: Any, check: Callable[[str], str]) -> str:
         raise ValueError(f"field {field!r}: {exc}") from None
 
 
+def _refuse_constant(name: str) -> None:
+    # Python's json reads NaN and Infinity; no other JSON reader does, so say so at once.
+    raise ValueError(f"body is not standard JSON: expected a number or null; got {name}")
+
+
 def _parse_json_body(body: bytes) -> list[tuple[str, str | None, str | None]]:
     try:
-        obj = json.loads(body)
+        obj = json.loads(body, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"body is not valid JSON: {exc}") from None
+        raise ValueError(f"body is not valid JSON: {exc}; it starts {body[:80]!r}") from None
+    except RecursionError:
+        raise ValueError(
+            "body is nested too deeply: expected an object or a list of objects; "
+            f"it starts {body[:80]!r}"
+        ) from None
     objs = obj if isinstance(obj, list) else [obj]
     items = []
     for n, item in enumerate(objs):
@@ -507,6 +536,17 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _setting(name: str, default: float, kind: type[float], expected: str) -> float:
+    """``$name`` read as ``kind``, or ``default`` when it is unset or empty."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be {expected}; got {raw!r}") from None
+
+
 class EventServer:
     """A Tornado SSE server on its own daemon thread.
 
@@ -519,7 +559,8 @@ class EventServer:
         The URL browsers should use, e.g. behind a reverse proxy (default
         ``$SSE_WIDGET_PUBLIC_URL``, else ``http://host:port``).
     keepalive:
-        Seconds between keep-alive comments on an idle stream.
+        Seconds between keep-alive comments on an idle stream (default 15, or
+        ``$SSE_WIDGET_KEEPALIVE``).
     watermark:
         Bytes written to one client before waiting for its socket to drain.
     max_body:
@@ -532,20 +573,31 @@ class EventServer:
         port: int | None = None,
         *,
         public_url: str | None = None,
-        keepalive: float = DEFAULT_KEEPALIVE,
+        keepalive: float | None = None,
         watermark: int = DEFAULT_WATERMARK,
         max_body: int = DEFAULT_MAX_BODY,
         retry_ms: int = DEFAULT_RETRY_MS,
     ) -> None:
         self.host = host or os.environ.get("SSE_WIDGET_HOST") or "127.0.0.1"
-        env_port = os.environ.get("SSE_WIDGET_PORT")
-        if port is None and env_port:
-            try:
-                port = int(env_port)
-            except ValueError:
-                raise ValueError(f"SSE_WIDGET_PORT must be an integer; got {env_port!r}") from None
-        self.port = port or 0
+        if port is None:
+            port = int(_setting("SSE_WIDGET_PORT", 0, int, "an integer from 0 to 65535"))
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer from 0 to 65535 (0: a free one); got {port}")
+        self.port = port
         self._public_url = public_url or os.environ.get("SSE_WIDGET_PUBLIC_URL") or None
+        if self._public_url is not None and not self._public_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                "the public URL (SSE_WIDGET_PUBLIC_URL) must start with http:// or https://; "
+                f"got {self._public_url!r}"
+            )
+        if keepalive is None:
+            keepalive = _setting(
+                "SSE_WIDGET_KEEPALIVE", DEFAULT_KEEPALIVE, float, "a number of seconds above 0"
+            )
+        if not 0 < keepalive < math.inf:
+            raise ValueError(f"keepalive must be a number of seconds above 0; got {keepalive}")
         self.keepalive = keepalive
         self.watermark = watermark
         self.max_body = max_body
@@ -660,6 +712,15 @@ class EventServer:
         await self._stopping.wait()
         pinger.stop()
         http.stop()
+        # What was sent before stop() goes out first: the streams are closed, so each
+        # reader gets what its cursor has not reached and then its stream ends. A reader
+        # whose socket takes no more within a second is cut off there.
+        self._drain()
+        for client in list(self.clients):
+            client.notify()
+        deadline = self.now() + 1.0
+        while any(c.busy and not c.closed for c in self.clients) and self.now() < deadline:
+            await asyncio.sleep(0.01)
         for client in list(self.clients):
             client.close()
         with contextlib.suppress(asyncio.TimeoutError):
@@ -765,8 +826,23 @@ class EventServer:
                 self._ioloop.add_callback(self._notify_closed, ch)
 
     def _notify_closed(self, ch: Channel) -> None:
-        for sub in list(ch.subscribers):
+        # Readers get what was sent before close() (a drain first, in case it is still
+        # pending), then their stream ends; one whose socket takes no more is cut off
+        # after a keep-alive period, so a stuck reader cannot hold the history for long.
+        self._drain()
+        subs = [sub for sub in ch.subscribers if isinstance(sub, _Client)]
+        for sub in subs:
             sub.notify()
+        if self._ioloop is not None and any(not sub.closed for sub in subs):
+            self._ioloop.call_later(self.keepalive, _end_lingering, ch, subs)
+
+
+def _end_lingering(ch: Channel, subs: list[_Client]) -> None:
+    for sub in subs:
+        if sub.single:
+            sub.close()
+        else:
+            sub.cursors.pop(ch, None)
 
 
 _server: EventServer | None = None

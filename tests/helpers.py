@@ -26,6 +26,7 @@ class RawSSE:
         self.headers: dict[str, str] = {}
         self._buf = b""
         self._chunk_left = 0
+        self.ended = False  # the chunked end was read
         self._read_head()
 
     def _read_head(self) -> None:
@@ -53,8 +54,9 @@ class RawSSE:
                 if not size_line:
                     continue
                 self._chunk_left = int(size_line, 16)
-                if self._chunk_left == 0:
-                    raise EOFError
+                if self._chunk_left == 0:  # the last chunk: the response is complete
+                    self.ended = True
+                    break
             take = self._buf[: self._chunk_left]
             out += take
             self._buf = self._buf[len(take) :]
@@ -76,6 +78,8 @@ class RawSSE:
                     events.append(ev)
             if len(events) >= n:
                 return events
+            if self.ended:
+                raise ConnectionError(f"stream ended after {len(events)} of {n} events")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"expected {n} events, got {len(events)}: {events[-3:]}")
@@ -83,12 +87,7 @@ class RawSSE:
             data = self.sock.recv(1 << 16)
             if not data:
                 raise ConnectionError(f"closed after {len(events)} of {n} events")
-            try:
-                body = self._dechunk(data)
-            except EOFError:
-                for ev in self.parser.feed(b""):
-                    events.append(ev)
-                raise ConnectionError(f"stream ended after {len(events)} of {n} events") from None
+            body = self._dechunk(data)
 
     def close(self) -> None:
         self.sock.close()

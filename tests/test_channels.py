@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from sse_widget import channels
 from sse_widget.channels import (
     Channel,
     ChannelRegistry,
@@ -291,6 +292,34 @@ def test_gap_count_survives_a_burst_larger_than_the_history() -> None:
     reg.drain()
     assert next(e.data for e in ch.events()) == "990"
     assert ch.missed_after(0) == 990
+
+
+def test_gap_count_stays_exact_for_streams_that_interleave() -> None:
+    # Alternating streams make one run of ids per event: 150k events, 75k runs each.
+    reg = ChannelRegistry()
+    a, b = reg.create("a", max_events=10), reg.create("b", max_events=10)
+    for i in range(75_000):
+        a.publish(str(i))
+        b.publish(str(i))
+        if i % 5000 == 0:
+            reg.drain()
+    reg.drain()
+    assert a.gap_after(0) == '{"missed": 74990}'
+    assert a.gap_after(100_000) == '{"missed": 24990}'  # a's ids 100001, 100003, ... 149979
+    assert b.gap_after(149_980) == ""
+
+
+def test_a_gap_count_beyond_the_runs_kept_says_it_is_a_lower_bound(monkeypatch) -> None:
+    monkeypatch.setattr(channels, "_MAX_RUNS", 8)
+    reg = ChannelRegistry()
+    a, b = reg.create("a", max_events=2), reg.create("b")
+    for i in range(20):  # a: odd ids 1..39; its oldest runs are forgotten
+        a.publish(str(i))
+        b.publish(str(i))
+        reg.drain()
+    assert json.loads(a.gap_after(0)) == {"missed": a.missed_after(0), "at_least": True}
+    assert a.missed_after(0) < 18
+    assert a.gap_after(30) == '{"missed": 3}'  # 31, 33, 35: still counted exactly
 
 
 def test_collect_mux_merges_channels_in_id_order_and_moves_every_cursor() -> None:

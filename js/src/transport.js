@@ -231,7 +231,7 @@ export function hubFor(config, registry = hubRegistry()) {
 
 /**
  * Keeps one view's place in its stream: drops rows it has already seen (by id) and turns
- * gap rows into {missed: N}. `lastId` is what a reconnection resumes from.
+ * gap rows into {missed: N, atLeast}. `lastId` is what a reconnection resumes from.
  */
 export class Cursor {
   constructor(lastId = null) {
@@ -243,12 +243,15 @@ export class Cursor {
     for (const row of rows) {
       if (row.type === GAP_EVENT) {
         let missed = 0;
+        let atLeast = false;
         try {
-          missed = JSON.parse(row.data).missed ?? 0;
+          const info = JSON.parse(row.data);
+          missed = info.missed ?? 0;
+          atLeast = info.at_least === true;
         } catch {
           missed = 0;
         }
-        fresh.push({ ...row, gap: true, missed });
+        fresh.push({ ...row, gap: true, missed, atLeast });
         continue;
       }
       if (this.lastId != null && row.id <= this.lastId) continue;

@@ -30,6 +30,12 @@ describe("LogView", () => {
     new LogView(el).append([{ id: 9, type: "sse_widget.gap", gap: true, missed: 1234, time: 0 }]);
     expect(el.querySelector(".sse-widget-gap").textContent).toContain("1,234 events missed");
   });
+
+  it("says 'at least' when the server could only bound the count", () => {
+    const el = document.createElement("div");
+    new LogView(el).append([{ id: 9, type: "sse_widget.gap", gap: true, missed: 7, atLeast: true, time: 0 }]);
+    expect(el.querySelector(".sse-widget-gap").textContent).toContain("at least 7 events missed");
+  });
 });
 
 describe("StatusLine", () => {

@@ -122,7 +122,7 @@ describe("Cursor", () => {
       { id: 6, type: "message", data: "again" },
     ]);
     expect(got.map((r) => r.data)).toEqual(['{"missed": 12}', "new"]);
-    expect(got[0]).toMatchObject({ gap: true, missed: 12 });
+    expect(got[0]).toMatchObject({ gap: true, missed: 12, atLeast: false });
     expect(c.lastId).toBe(6);
   });
 });

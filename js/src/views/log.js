@@ -60,7 +60,8 @@ export class LogView {
       r.dataset.id = String(row.id);
       r.append(cell(doc, "sse-widget-time", `${clock(row.time ?? Date.now())}  `));
       if (row.gap) {
-        r.append(cell(doc, "sse-widget-data", `${row.missed.toLocaleString("en-US")} events missed`));
+        const n = row.missed.toLocaleString("en-US");
+        r.append(cell(doc, "sse-widget-data", `${row.atLeast ? "at least " : ""}${n} events missed`));
       } else {
         r.dataset.type = row.type;
         r.append(

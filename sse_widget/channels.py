@@ -31,7 +31,7 @@ from itertools import accumulate
 from operator import add
 from typing import NoReturn, Protocol
 
-from .errors import EncodeError, SSEError
+from .errors import EncodeError, SSEError, shown
 from .protocol import Event, check_event_name, check_text, split_lines
 from .serialize import to_text
 
@@ -102,14 +102,14 @@ def check_user_event(event: str) -> str:
     Valid names are cached, so a loop that sends ``event="update"`` pays one set lookup.
     """
     if not isinstance(event, str):
-        raise TypeError(f"event must be a str or None; got {type(event).__name__}: {event!r}")
+        raise TypeError(f"event must be a str or None; got {type(event).__name__}: {shown(event)}")
     if event in _checked_events:
         return event
     check_event_name(event)
     if event.startswith(RESERVED_PREFIX):
         raise EncodeError(
             f"event types starting with {RESERVED_PREFIX!r} are reserved for sse_widget; "
-            f"got {event!r}"
+            f"got {shown(event)}"
         )
     if len(_checked_events) < 10_000:
         _checked_events.add(event)
@@ -719,7 +719,10 @@ class ChannelRegistry:
         ch = Channel(name, self, max_events=max_events, max_bytes=max_bytes)
         with self.lock:
             if name in self.channels:
-                raise ValueError(f"a stream named {name!r} already exists on this server")
+                raise ValueError(
+                    f"stream names are unique per server, and {name!r} is taken: close() the "
+                    "EventStream that has it, or pass another name= (or none, for a fresh one)"
+                )
             self.channels[name] = ch
         return ch
 

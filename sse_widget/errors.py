@@ -12,11 +12,30 @@ __all__ = [
     "LineTooLongError",
     "ParseError",
     "SSEError",
+    "shown",
 ]
+
+# How much of a value an error message shows.
+_SHOWN_CHARS = 80
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, cut to about 80 characters.
+
+    A 100 kB event name must not become a 100 kB message.
+    """
+    text = repr(value)
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[: _SHOWN_CHARS - 3]}... ({len(text)} chars)"
 
 
 class SSEError(Exception):
-    """Base class of every error raised by sse_widget."""
+    """Base class of sse_widget's own errors (a closed stream, a broken feed, the wire).
+
+    A bad argument raises the built-in ``TypeError`` or ``ValueError``. :class:`EncodeError`
+    is both an ``SSEError`` and a ``ValueError``.
+    """
 
 
 class EncodeError(SSEError, ValueError):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, overload
 
-from .errors import EncodeError, LineTooLongError
+from .errors import EncodeError, LineTooLongError, shown
 
 __all__ = [
     "Event",
@@ -94,10 +94,10 @@ def check_event_name(name: str) -> str:
         letting the value inject fields or whole events).
     """
     if type(name) is not str:
-        raise EncodeError(f"event name must be a str; got {type(name).__name__}: {name!r}")
+        raise EncodeError(f"event name must be a str; got {type(name).__name__}: {shown(name)}")
     if "\n" in name or "\r" in name:
         raise EncodeError(
-            f"event name must not contain CR or LF (it would start a new field); got {name!r}"
+            f"event name must not contain CR or LF (it would start a new field); got {shown(name)}"
         )
     return check_text(name, "event name")
 
@@ -127,13 +127,15 @@ def check_id(id: str) -> str:
         contains NUL (a spec parser would ignore such an id).
     """
     if type(id) is not str:
-        raise EncodeError(f"id must be a str; got {type(id).__name__}: {id!r}")
+        raise EncodeError(f"id must be a str; got {type(id).__name__}: {shown(id)}")
     if "\n" in id or "\r" in id:
-        raise EncodeError(f"id must not contain CR or LF (it would start a new field); got {id!r}")
+        raise EncodeError(
+            f"id must not contain CR or LF (it would start a new field); got {shown(id)}"
+        )
     # The spec's parser drops an id containing NUL, so it would never arrive:
     # https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
     if "\0" in id:
-        raise EncodeError(f"id must not contain NUL (a parser ignores such an id); got {id!r}")
+        raise EncodeError(f"id must not contain NUL (a parser ignores such an id); got {shown(id)}")
     return id
 
 
@@ -141,16 +143,17 @@ def _check_retry(retry: object) -> int:
     # bool is an int subclass; `retry=True` is a bug in the caller, not 1 ms.
     if type(retry) is not int:
         raise EncodeError(
-            f"retry must be an int number of milliseconds; got {type(retry).__name__}: {retry!r}"
+            "retry must be an int number of milliseconds; "
+            f"got {type(retry).__name__}: {shown(retry)}"
         )
     if retry < 0:
-        raise EncodeError(f"retry must not be negative; got {retry!r}")
+        raise EncodeError(f"retry must not be negative; got {shown(retry)}")
     return retry
 
 
 def _not_utf8(what: str, exc: UnicodeEncodeError) -> EncodeError:
     bad = exc.object[exc.start : exc.end]
-    return EncodeError(f"{what} must be encodable as UTF-8; got {bad!r} ({exc.reason})")
+    return EncodeError(f"{what} must be encodable as UTF-8; got {shown(bad)} ({exc.reason})")
 
 
 def split_lines(text: str) -> list[str]:
@@ -162,7 +165,7 @@ def split_lines(text: str) -> list[str]:
 
 def _data_field(data: str) -> str:
     if type(data) is not str:
-        raise EncodeError(f"data must be a str; got {type(data).__name__}: {data!r}")
+        raise EncodeError(f"data must be a str; got {type(data).__name__}: {shown(data)}")
     # One `data:` line per line of text: a spec parser joins them with LF, so the
     # text comes back with its line breaks normalised to LF.
     return "".join(["data: " + line + "\n" if line else "data:\n" for line in split_lines(data)])
@@ -238,7 +241,7 @@ def encode_comment(text: str) -> bytes:
         If `text` is not a str.
     """
     if type(text) is not str:
-        raise EncodeError(f"comment must be a str; got {type(text).__name__}: {text!r}")
+        raise EncodeError(f"comment must be a str; got {type(text).__name__}: {shown(text)}")
     lines = split_lines(text)
     try:
         return "".join([": " + line + "\n" if line else ":\n" for line in lines]).encode("utf-8")

@@ -44,10 +44,10 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
-from tornado.web import Application, RequestHandler, stream_request_body
+from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
 from .channels import GAP_EVENT, Channel, ChannelRegistry, check_user_event, collect_mux
-from .errors import EncodeError
+from .errors import EncodeError, shown
 from .protocol import check_id, check_text
 from .serialize import to_text
 
@@ -205,13 +205,32 @@ class _Handler(RequestHandler):
     def initialize(self, server: EventServer) -> None:
         self.server = server
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Errors Tornado raises itself (a method we do not serve, an uncaught error)
+        # answer in JSON like ours, not with its HTML page.
+        message = self._reason
+        if status_code == 405:
+            allowed = [
+                m
+                for m in ("GET", "POST", "OPTIONS")
+                if getattr(type(self), m.lower()) is not getattr(RequestHandler, m.lower())
+            ]
+            self.set_header("Allow", ", ".join(allowed))
+            expected = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+            message = f"method {self.request.method} is not served here; expected {expected}"
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": message}))
+
     def log_exception(
         self,
         typ: type[BaseException] | None,
         value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Tornado's own logs the request's whole URI, whose query holds the key.
+        # Tornado's own logs the request's whole URI, whose query holds the key. An
+        # HTTPError (a method we do not serve) is an answer, not a fault: nothing to log.
+        if isinstance(value, HTTPError):
+            return
         req = self.request
         log.error(
             "uncaught error in %s %s (from %s)",
@@ -269,8 +288,10 @@ class _Handler(RequestHandler):
 
     def _resume_floor(self) -> int | None:
         """The resume id from ``Last-Event-ID`` or ``?last_id=``, or None; 400 if malformed."""
+        source = "header Last-Event-ID"
         raw = self.request.headers.get("Last-Event-ID")
         if raw is None or raw == "":
+            source = "query parameter last_id"
             raw = self.get_query_argument("last_id", None)
         if raw is None or raw == "":
             return None
@@ -279,7 +300,9 @@ class _Handler(RequestHandler):
         except ValueError:
             value = -1
         if value < 0:
-            self.fail(400, f"last event id must be a non-negative integer; got {raw!r}")
+            self.fail(
+                400, f"{source} must be a non-negative integer (an event id); got {shown(raw)}"
+            )
             raise _Finished
         return value
 
@@ -400,7 +423,13 @@ class _StreamHandler(_Handler):
                 items = [_parse_text_body(body, self.get_query_argument("event", None))]
             else:
                 return self.fail(
-                    415, f"Content-Type must be application/json or text/plain; got {ctype!r}"
+                    415,
+                    f"Content-Type must be application/json or text/plain; got {ctype!r}"
+                    + (
+                        " (curl -d sends that: add -H 'Content-Type: text/plain')"
+                        if "form" in ctype
+                        else ""
+                    ),
                 )
         except (ValueError, TypeError) as exc:
             return self.fail(400, str(exc))
@@ -419,7 +448,9 @@ def _parse_text_body(body: bytes, event: str | None) -> tuple[str, str | None, N
     try:
         data = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"text body must be UTF-8; got invalid byte at {exc.start}") from None
+        raise ValueError(
+            f"text body must be UTF-8; got byte 0x{body[exc.start]:02x} at offset {exc.start}"
+        ) from None
     if event is not None:
         _check_field("event", event, check_user_event)
     return data, event, None
@@ -427,7 +458,9 @@ def _parse_text_body(body: bytes, event: str | None) -> tuple[str, str | None, N
 
 def _check_field(field: str, value: Any, check: Callable[[str], str]) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"field {field!r} must be a string; got {type(value).__name__}")
+        raise ValueError(
+            f"field {field!r} must be a string; got {type(value).__name__}: {shown(value)}"
+        )
     try:
         return check(value)
     except EncodeError as exc:
@@ -504,7 +537,7 @@ class _MuxHandler(_Handler):
             if sep:
                 if not last.isascii() or not last.isdigit():
                     return self.fail(
-                        400, f"resume id for stream {name!r} must be an integer; got {last!r}"
+                        400, f"resume id for stream {name!r} must be an integer; got {shown(last)}"
                     )
                 cursor = int(last)
             # Browsers reconnect with Last-Event-ID = the last whole message's id; since ids
@@ -515,8 +548,26 @@ class _MuxHandler(_Handler):
         if not cursors:
             if unknown:
                 return self.fail(404, f"no stream named {unknown[0]!r}")
-            return self.fail(400, "query parameter 'streams' must name at least one stream")
+            return self.fail(
+                400,
+                "query parameter 'streams' must name at least one stream, as a,b or a:17,b:20; "
+                f"got {shown(raw)}",
+            )
         await self._serve(cursors, single=False)
+
+
+class _NotFoundHandler(RequestHandler):
+    def prepare(self) -> None:
+        self.set_status(404)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(
+            json.dumps(
+                {
+                    "error": "no such endpoint; expected /streams/<name>, /events or /health; "
+                    f"got {shown(self.request.path)}"
+                }
+            )
+        )
 
 
 class _HealthHandler(RequestHandler):
@@ -691,6 +742,7 @@ class EventServer:
             ],
             # Tornado's own logging would print every 403 into the notebook.
             log_function=lambda handler: None,
+            default_handler_class=_NotFoundHandler,
         )
         sockets = bind_sockets(self.port, self.host)
         # Tornado's cap for bodies of other requests; POST /streams/<name> reads its body as

@@ -81,7 +81,7 @@ def test_bad_history_sizes_are_refused() -> None:
 def test_duplicate_names_are_refused() -> None:
     reg = ChannelRegistry()
     reg.create("a")
-    with pytest.raises(ValueError, match="'a' already exists"):
+    with pytest.raises(ValueError, match=r"'a' is taken: close\(\) the EventStream that has it"):
         reg.create("a")
 
 

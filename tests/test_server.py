@@ -164,11 +164,63 @@ def test_fresh_client_gets_all_held_history_without_a_gap(server: EventServer, r
     assert [e.data for e in r.read_events(3)] == ["7", "8", "9"]
 
 
-def test_bad_resume_id_is_400(server: EventServer) -> None:
+@pytest.mark.parametrize(
+    ("query", "headers", "message"),
+    [
+        (
+            "&last_id=abc",
+            {},
+            "query parameter last_id must be a non-negative integer (an event id); got 'abc'",
+        ),
+        (
+            "&last_id=-3",
+            {},
+            "query parameter last_id must be a non-negative integer (an event id); got '-3'",
+        ),
+        (
+            "",
+            {"Last-Event-ID": "x"},
+            "header Last-Event-ID must be a non-negative integer (an event id); got 'x'",
+        ),
+    ],
+)
+def test_bad_resume_id_is_400_naming_where_it_came_from(
+    server: EventServer, query, headers, message
+) -> None:
     server.create_channel("s")
-    r = httpx.get(server.stream_url("s", local=True) + "&last_id=abc")
+    r = httpx.get(server.stream_url("s", local=True) + query, headers=headers)
     assert r.status_code == 400
-    assert r.json()["error"] == "last event id must be a non-negative integer; got 'abc'"
+    assert r.json()["error"] == message
+
+
+def test_last_event_id_wins_over_last_id(server: EventServer, raw_sse) -> None:
+    # A browser's reconnect carries Last-Event-ID, newer than the last_id its URL was made with.
+    ch = server.create_channel("s")
+    publish(ch, 5)
+    r = raw_sse(server, f"/streams/s?key={server.key}&last_id=1", headers={"Last-Event-ID": "4"})
+    assert [e.id for e in r.read_events(1)] == ["5"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("PUT", "/streams/s", "GET, POST, OPTIONS"), ("DELETE", "/events", "GET, OPTIONS")],
+)
+def test_a_method_not_served_is_405_in_json(server: EventServer, method, path, allowed) -> None:
+    server.create_channel("s")
+    r = httpx.request(method, f"{server.local_url}{path}?key={server.key}")
+    assert r.status_code == 405
+    assert r.headers["allow"] == allowed
+    expected = allowed.replace(", OPTIONS", " or OPTIONS")
+    assert r.json() == {"error": f"method {method} is not served here; expected {expected}"}
+    assert httpx.request(method, f"{server.local_url}{path}").status_code == 403  # no key
+
+
+def test_an_unknown_path_is_404_in_json(server: EventServer) -> None:
+    r = httpx.get(f"{server.local_url}/stream/s?key={server.key}")
+    assert r.status_code == 404
+    assert r.json() == {
+        "error": "no such endpoint; expected /streams/<name>, /events or /health; got '/stream/s'"
+    }
 
 
 # -- keys and CORS ------------------------------------------------------------------
@@ -191,6 +243,13 @@ def test_every_endpoint_needs_the_key(server: EventServer, method, path, key) ->
     assert ch.published == 0
 
 
+@pytest.mark.parametrize("path", ["/streams/s", "/events?streams=s"])
+def test_a_wrong_bearer_key_is_403_even_on_a_stream(server: EventServer, path: str) -> None:
+    server.create_channel("s")
+    r = httpx.get(server.local_url + path, headers={"Authorization": f"Bearer {server.key}x"})
+    assert (r.status_code, r.content) == (403, b"")
+
+
 def test_bearer_key_works(server: EventServer) -> None:
     ch = server.create_channel("s")
     r = httpx.post(
@@ -209,12 +268,18 @@ def test_token_query_parameter_is_not_our_key(server: EventServer) -> None:
     assert r.status_code == 403
 
 
-def test_cors_echoes_origin_for_keyed_requests(server: EventServer) -> None:
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/streams/s"), ("GET", "/events?streams=s"), ("POST", "/streams/s")],
+)
+def test_cors_echoes_origin_for_keyed_requests(server: EventServer, method, path) -> None:
     ch = server.create_channel("s")
     publish(ch, 1)
-    with httpx.stream(
-        "GET", server.stream_url("s", local=True), headers={"Origin": "http://127.0.0.1:8888"}
-    ) as r:
+    sep = "&" if "?" in path else "?"
+    url = f"{server.local_url}{path}{sep}key={server.key}"
+    headers = {"Origin": "http://127.0.0.1:8888"}
+    with httpx.stream(method, url, headers=headers, json={"data": 1}) as r:
+        assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == "http://127.0.0.1:8888"
         assert r.headers["vary"] == "Origin"
 
@@ -232,6 +297,16 @@ def test_preflight_allows_private_network_access(server: EventServer) -> None:
     assert r.status_code == 204
     assert r.headers["access-control-allow-private-network"] == "true"
     assert r.headers["access-control-allow-origin"] == "https://hub.example"
+
+
+def test_preflight_grants_private_network_access_only_when_asked(server: EventServer) -> None:
+    r = httpx.request(
+        "OPTIONS",
+        f"{server.local_url}/events",
+        headers={"Origin": "https://hub.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert r.status_code == 204
+    assert "access-control-allow-private-network" not in r.headers
 
 
 # -- publishing over HTTP -------------------------------------------------------------
@@ -278,7 +353,7 @@ def test_post_text_with_event_query(server: EventServer, raw_sse) -> None:
         ({"data": "x", "id": "1\r2"}, "field 'id':"),
         ({"data": "x", "id": "1\x002"}, "field 'id':"),
         ({"data": "x", "event": "sse_widget.gap"}, "reserved for sse_widget"),
-        ({"data": "x", "event": 5}, "field 'event' must be a string; got int"),
+        ({"data": "x", "event": 5}, "field 'event' must be a string; got int: 5"),
         ({"event": "x"}, 'field "data" is missing'),
         ({"data": "x", "colour": 1}, "unknown fields ['colour']"),
         ([{"data": 1}, 7], "item 1: expected an object"),
@@ -450,7 +525,21 @@ def test_unsupported_content_type_is_415(server: EventServer) -> None:
     server.create_channel("s")
     r = post(server, "/streams/s", content=b"x", headers={"Content-Type": "image/png"})
     assert r.status_code == 415
-    assert "got 'image/png'" in r.json()["error"]
+    assert r.json()["error"] == (
+        "Content-Type must be application/json or text/plain; got 'image/png'"
+    )
+    # What `curl -d` sends without -H: the answer says how to fix the command.
+    r = post(server, "/streams/s", data={"a": "b"})
+    assert r.status_code == 415
+    assert r.json()["error"].endswith("(curl -d sends that: add -H 'Content-Type: text/plain')")
+
+
+def test_post_text_that_is_not_utf8_is_400_naming_the_byte(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    r = post(server, "/streams/s", content=b"ok \xff", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400
+    assert r.json()["error"] == "text body must be UTF-8; got byte 0xff at offset 3"
+    assert ch.published == 0
 
 
 # -- the multiplexed stream ---------------------------------------------------------
@@ -509,8 +598,11 @@ def test_mux_bad_resume_and_empty_list_are_400(server: EventServer) -> None:
     r = httpx.get(f"{server.local_url}/events?key={server.key}&streams=a:x")
     assert r.status_code == 400
     assert "got 'x'" in r.json()["error"]
-    r = httpx.get(f"{server.local_url}/events?key={server.key}")
+    r = httpx.get(f"{server.local_url}/events?key={server.key}&streams=,")
     assert r.status_code == 400
+    assert r.json()["error"] == (
+        "query parameter 'streams' must name at least one stream, as a,b or a:17,b:20; got ','"
+    )
 
 
 def test_closing_a_channel_ends_its_single_stream(server: EventServer, raw_sse) -> None:

@@ -228,25 +228,27 @@ class Channel:
     # -- any thread ------------------------------------------------------------------
 
     def publish(self, data: object, event: str | None = None) -> int:
-        """Queue one event and return its id. Thread-safe; never blocks on the network.
+        """Send one event; returns its id at once, whatever the readers do.
 
-        This is what ``EventStream.send`` runs. A ``str`` is sent as it is; anything else
-        goes through :func:`~sse_widget.serialize.to_text`. ``event`` is checked by
-        :func:`check_user_event`, which remembers valid types, so a loop sending the same
-        type pays a set lookup. No lock is taken: the id comes from the registry's
-        :class:`IdSequence` and a dict store is atomic, so this costs a few hundred
-        nanoseconds from the caller's computation. :meth:`ChannelRegistry.drain` orders
-        what concurrent callers stored.
+        ``data`` may be a str (sent as it is, line breaks included) or anything JSON can
+        hold: dicts, lists, numbers, numpy scalars and arrays, datetimes (NaN and the
+        infinities become ``null``). ``event`` is the event type, ``"message"`` if None.
+        Thread-safe: call it from any thread, or from asyncio code. It never waits for
+        the network: it costs a few hundred nanoseconds of the caller's time.
 
         Raises
         ------
         TypeError
             If ``data`` cannot be serialised, or ``event`` is not a str (the message
             names the type).
-        EncodeError
-            If ``event`` has a line break or starts with ``sse_widget.``, or either
-            holds text UTF-8 cannot encode (a lone surrogate).
+        sse_widget.SSEError
+            If ``event`` has a line break or starts with ``sse_widget.``, if either holds
+            text UTF-8 cannot encode (a lone surrogate), or if the stream is closed.
         """
+        # EventStream.send is this method. No lock is taken: the id comes from the
+        # registry's IdSequence and a dict store is atomic; ChannelRegistry.drain orders
+        # what concurrent callers stored. check_user_event remembers valid types, so a
+        # loop sending the same type pays a set lookup.
         if type(data) is not str:
             data = to_text(data)
         if not data.isascii():

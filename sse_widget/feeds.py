@@ -983,9 +983,11 @@ class EventFeed(EventStream):
     # -- not for feeds ---------------------------------------------------------------------
 
     def send(self, data: object, event: str | None = None) -> int:
+        """Not for feeds: raises ``SSEError`` (a feed shows what its URL sends)."""
         raise SSEError("a feed shows what its URL sends; to publish events, use an EventStream")
 
     def publisher(self) -> Any:
+        """Not for feeds: raises ``SSEError`` (a feed shows what its URL sends)."""
         raise SSEError("a feed shows what its URL sends; to publish events, use an EventStream")
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -140,6 +140,7 @@ class tqdm(_Tqdm):  # the name people already use
     # -- what tqdm calls to draw -------------------------------------------------------
 
     def display(self, msg: str | None = None, pos: int | None = None) -> None:
+        """Draw the bar: an SSE update (throttled by tqdm's ``mininterval``), or text."""
         if self._sse is None:
             super().display(msg, pos)
         elif not self._sse_final:
@@ -233,7 +234,14 @@ def _open_stream() -> EventStream | None:
 
 
 def progress(iterable: Iterable[Any] | None = None, *args: Any, **kwargs: Any) -> tqdm:
-    """``tqdm(iterable, ...)`` drawn over SSE: ``for x in progress(items, desc="work"):``."""
+    """A progress bar over ``iterable``, drawn live in the notebook: :class:`tqdm` by name.
+
+    ``for x in progress(items, desc="work"):`` takes every ``tqdm.tqdm`` argument
+    (``total``, ``desc``, ``unit``, ``mininterval``, ``leave``...) and ``stream=``, the
+    :class:`~sse_widget.EventStream` to draw in. Without an iterable it is a manual bar:
+    ``with progress(total=n) as bar: ... bar.update(k)``. Outside a notebook it is tqdm's
+    text bar. Returns the bar (a :class:`tqdm`).
+    """
     return tqdm(iterable, *args, **kwargs)
 
 

@@ -42,7 +42,10 @@ class Publisher:
     --------
     >>> pub = stream.publisher()  # doctest: +SKIP
     >>> with ProcessPoolExecutor() as pool:  # doctest: +SKIP
-    ...     pool.map(work, [pub] * 4)
+    ...     ids = list(pool.map(work, [pub] * 4))  # list(): a worker's error is raised here
+
+    The object pickles to the server's loopback URL and key, so it reaches the server from
+    any process on the same machine (not through ``SSE_WIDGET_PUBLIC_URL``).
     """
 
     def __init__(self, base_url: str, key: str, stream: str, *, timeout: float = 10.0) -> None:
@@ -83,7 +86,18 @@ class Publisher:
         return self.send_many([(data, event)])[0]
 
     def send_many(self, events: list[tuple[object, str | None]]) -> list[int]:
-        """Publish several ``(data, event)`` pairs in one request; returns their ids."""
+        """Publish several ``(data, event)`` pairs in one request; returns their ids.
+
+        All or nothing: if one pair is refused, none is published.
+
+        Raises
+        ------
+        TypeError
+            If a ``data`` cannot be serialised, or an ``event`` is not a str.
+        sse_widget.SSEError
+            If an ``event`` is invalid, or the server refused the batch (the message says
+            why) or cannot be reached.
+        """
         items = []
         for data, event in events:
             item: dict[str, Any] = {"data": to_text(data), "id": secrets.token_hex(12)}

@@ -616,6 +616,8 @@ class EventServer:
         Bytes written to one client before waiting for its socket to drain.
     max_body:
         Largest accepted POST body, in bytes.
+    retry_ms:
+        The reconnection delay each stream announces first (``retry:``), in milliseconds.
     """
 
     def __init__(

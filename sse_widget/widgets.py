@@ -15,6 +15,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from .channels import Channel
 from .comm import TRANSPORTS, CommPump, default_transport
 from .protocol import Event
 from .publisher import Publisher
@@ -147,20 +148,8 @@ class EventStream(anywidget.AnyWidget):
     # -- sending ---------------------------------------------------------------------
 
     def send(self, data: object, event: str | None = None) -> int:
-        """Publish one event; returns its id at once, whatever the browsers do.
-
-        ``data`` may be a str (sent as is, newlines included) or anything JSON can hold
-        (dicts, lists, numbers, numpy scalars and arrays, datetimes).
-
-        Raises
-        ------
-        TypeError
-            If ``data`` cannot be serialised (the message names its type).
-        sse_widget.SSEError
-            If the event type has CR/LF or starts with ``sse_widget.``, if the data or
-            type holds text UTF-8 cannot encode (a lone surrogate), or if the stream is
-            closed.
-        """
+        # The docstring is Channel.publish's (set below the class): what help(stream.send)
+        # shows either way, since an instance's send is the channel's publish itself.
         return self._channel.publish(data, event)
 
     def send_message(self, content: dict[str, Any]) -> None:
@@ -264,5 +253,6 @@ class EventStream(anywidget.AnyWidget):
             self._pump.stop()
 
 
+EventStream.send.__doc__ = Channel.publish.__doc__
 # send() as the class defines it, to tell whether a subclass (or a patch) replaced it.
 _SEND = EventStream.send

@@ -131,6 +131,9 @@ def test_send_and_the_method_it_stands_for_do_the_same(stream: EventStream) -> N
     with pytest.raises(SSEError, match="reserved"):
         EventStream.send(stream, "x", event="sse_widget.x")
     assert [(e.event, e.data) for e in stream.history] == [("u", '{"a":1}')] * 2
+    # help(stream.send) shows the user's documentation either way, not the internals.
+    assert stream.send.__doc__ == EventStream.send.__doc__
+    assert stream.send.__doc__.startswith("Send one event; returns its id at once")
 
 
 def test_repr_is_short_and_counts_events(stream: EventStream) -> None:

@@ -351,14 +351,19 @@ def latency(srv: Any, n: int, rate: float = 1000.0) -> tuple[float, float]:
     return lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3
 
 
-def send_cost(send: Callable[[str], Any], n: int) -> float:
-    """Main-thread CPU µs per send() (time.thread_time: this thread only)."""
+def send_cost(send: Callable[[str], Any], n: int) -> tuple[float, float]:
+    """Main-thread µs per send(): (wall clock, CPU of this thread only).
+
+    The wall clock also counts the time the loop waits for the GIL while the server
+    thread drains what it sent: that is taken from the user's computation too.
+    """
     payload = "x" * 30
     gc.collect()
-    t0 = time.thread_time_ns()
+    w0, t0 = time.perf_counter_ns(), time.thread_time_ns()
     for _ in range(n):
         send(payload)
-    return (time.thread_time_ns() - t0) / n / 1e3
+    t1, w1 = time.thread_time_ns(), time.perf_counter_ns()
+    return (w1 - w0) / n / 1e3, (t1 - t0) / n / 1e3
 
 
 def rss_mb() -> float:
@@ -457,10 +462,10 @@ def main() -> None:
     # send() cost on the main thread, no client connected.
     raw, ours = RawCeiling(), Ours(history=10_000)
     n_cost = 200_000 if q else 1_000_000
-    record(raw.name, "send_us", statistics.median(send_cost(raw.send, n_cost) for _ in range(reps)))
-    record(
-        ours.name, "send_us", statistics.median(send_cost(ours.send, n_cost) for _ in range(reps))
-    )
+    for srv in (raw, ours):
+        costs = [send_cost(srv.send, n_cost) for _ in range(reps)]
+        record(srv.name, "send_us", statistics.median(wall for wall, _ in costs))
+        record(srv.name, "send_cpu_us", statistics.median(cpu for _, cpu in costs))
     raw.stop()
     ours.stop()
     record("sse_widget", "rss_mb", rss_growth(200_000 if q else 1_000_000))
@@ -509,7 +514,8 @@ def main() -> None:
     )
     print(
         f"{'send() µs/event, main thread':<34}{ours_r['send_us']:>8.2f}    target <= 1     "
-        f"{'PASS' if ours_r['send_us'] <= 1 else 'MISS'}   (raw ceiling {raw_r['send_us']:.2f})"
+        f"{'PASS' if ours_r['send_us'] <= 1 else 'MISS'}   (raw ceiling {raw_r['send_us']:.2f}; "
+        f"CPU only: {ours_r['send_cpu_us']:.2f} vs {raw_r['send_cpu_us']:.2f})"
     )
     print(
         f"{'RSS growth over sends, MB':<34}{ours_r['rss_mb']:>8.1f}    target <= 50    "

@@ -106,6 +106,9 @@ def check_user_event(event: str) -> str:
     if event in _checked_events:
         return event
     check_event_name(event)
+    if not event:
+        # On the wire an empty type means "message": refused, as it is surely a slip.
+        raise EncodeError("event type must not be empty; got '' (None sends the type 'message')")
     if event.startswith(RESERVED_PREFIX):
         raise EncodeError(
             f"event types starting with {RESERVED_PREFIX!r} are reserved for sse_widget; "

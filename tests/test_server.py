@@ -353,6 +353,7 @@ def test_post_text_with_event_query(server: EventServer, raw_sse) -> None:
         ({"data": "x", "id": "1\r2"}, "field 'id':"),
         ({"data": "x", "id": "1\x002"}, "field 'id':"),
         ({"data": "x", "event": "sse_widget.gap"}, "reserved for sse_widget"),
+        ({"data": "x", "event": ""}, "field 'event': event type must not be empty"),
         ({"data": "x", "event": 5}, "field 'event' must be a string; got int: 5"),
         ({"event": "x"}, 'field "data" is missing'),
         ({"data": "x", "colour": 1}, "unknown fields ['colour']"),

@@ -76,7 +76,11 @@ def test_send_refuses_what_it_cannot_serialise(stream: EventStream, value, messa
 
 @pytest.mark.parametrize(
     ("event", "message"),
-    [("a\nb", "CR or LF"), ("sse_widget.gap", "reserved for sse_widget")],
+    [
+        ("a\nb", "CR or LF"),
+        ("sse_widget.gap", "reserved for sse_widget"),
+        ("", r"must not be empty; got '' \(None sends the type 'message'\)"),
+    ],
 )
 def test_send_refuses_bad_event_types(stream: EventStream, event, message) -> None:
     with pytest.raises(SSEError, match=message):

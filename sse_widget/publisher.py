@@ -17,9 +17,15 @@ from urllib.parse import quote, urlsplit
 
 from .channels import check_user_event
 from .errors import SSEError
+from .protocol import check_text
 from .serialize import to_text
 
 __all__ = ["Publisher"]
+
+#: The most events :meth:`Publisher.send_many` puts in one request.
+BATCH_EVENTS = 1000
+#: About the most bytes :meth:`Publisher.send_many` puts in one request.
+BATCH_BYTES = 256 << 10
 
 _RETRYABLE = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine)
 
@@ -86,27 +92,37 @@ class Publisher:
         return self.send_many([(data, event)])[0]
 
     def send_many(self, events: list[tuple[object, str | None]]) -> list[int]:
-        """Publish several ``(data, event)`` pairs in one request; returns their ids.
+        """Publish several ``(data, event)`` pairs; returns their ids.
 
-        All or nothing: if one pair is refused, none is published.
+        Every pair is checked before anything is sent, so bad input publishes nothing.
+        A long batch goes in several requests of at most :data:`BATCH_EVENTS` events and
+        about :data:`BATCH_BYTES` bytes, each all or nothing at the server.
 
         Raises
         ------
         TypeError
             If a ``data`` cannot be serialised, or an ``event`` is not a str.
         sse_widget.SSEError
-            If an ``event`` is invalid, or the server refused the batch (the message says
-            why) or cannot be reached.
+            If an ``event`` or a text is invalid, or the server refused a request (the
+            message says why) or cannot be reached.
         """
         items = []
         for data, event in events:
-            item: dict[str, Any] = {"data": to_text(data), "id": secrets.token_hex(12)}
+            item: dict[str, Any] = {"data": check_text(to_text(data)), "id": secrets.token_hex(12)}
             if event is not None:
                 item["event"] = check_user_event(event)
-            items.append(item)
-        body = json.dumps(items).encode()
-        reply = self._post(body)
-        ids: list[int] = reply["ids"]
+            items.append(json.dumps(item, ensure_ascii=False).encode())
+        ids: list[int] = []
+        start = 0
+        while start < len(items):
+            # Small enough that the server still remembers every key of a retried request
+            # (it keeps 4,096 per stream), and far below its 1 MiB body limit.
+            end, size = start, 0
+            while end < len(items) and end - start < BATCH_EVENTS and size < BATCH_BYTES:
+                size += len(items[end]) + 1
+                end += 1
+            ids += self._post(b"[" + b",".join(items[start:end]) + b"]")["ids"]
+            start = end
         return ids
 
     def _connection(self) -> http.client.HTTPConnection:

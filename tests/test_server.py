@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import json
 import logging
@@ -16,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from unittest import mock
 
@@ -851,28 +849,6 @@ def test_multiprocessing_process_publishes(server: EventServer) -> None:
     p.join(20)
     assert q.get(timeout=5) == 2
     wait_for(lambda: ch.total == 2)
-
-
-def test_publisher_reports_server_errors(server: EventServer) -> None:
-    server.create_channel("s")
-    from sse_widget.errors import SSEError
-
-    with pytest.raises(SSEError, match="HTTP 404: no stream named 'nope'"):
-        Publisher(server.local_url, server.key, "nope").send("x")
-    with pytest.raises(SSEError, match="HTTP 403"):
-        Publisher(server.local_url, "bad", "s").send("x")
-
-
-def test_a_dropped_publisher_closes_its_socket(server: EventServer) -> None:
-    # A worker's copy, or one whose send raised, is often dropped without close().
-    server.create_channel("s")
-    pub = Publisher(server.local_url, server.key, "s")
-    pub.send("x")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        del pub
-        gc.collect()
-    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_events_flow_while_the_main_thread_spins(server: EventServer, raw_sse) -> None:

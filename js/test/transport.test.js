@@ -125,6 +125,13 @@ describe("Cursor", () => {
     expect(got[0]).toMatchObject({ gap: true, missed: 12, atLeast: false });
     expect(c.lastId).toBe(6);
   });
+
+  it("keeps a gap's 'at least' from the server", () => {
+    const [gap] = new Cursor(0).accept([
+      { id: 3, type: "sse_widget.gap", data: '{"missed": 7, "at_least": true}' },
+    ]);
+    expect(gap).toMatchObject({ gap: true, missed: 7, atLeast: true });
+  });
 });
 
 describe("Hub over a real server", () => {

@@ -887,8 +887,10 @@ class EventServer:
         subs = [sub for sub in ch.subscribers if isinstance(sub, _Client)]
         for sub in subs:
             sub.notify()
-        if self._ioloop is not None and any(not sub.closed for sub in subs):
-            self._ioloop.call_later(self.keepalive, _end_lingering, ch, subs)
+        # Most readers took it all just now; only those still holding the channel wait.
+        lingering = [s for s in subs if not s.closed and (s.single or ch in s.cursors)]
+        if self._ioloop is not None and lingering:
+            self._ioloop.call_later(self.keepalive, _end_lingering, ch, lingering)
 
 
 def _end_lingering(ch: Channel, subs: list[_Client]) -> None:

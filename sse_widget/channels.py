@@ -195,6 +195,10 @@ class Channel:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.closed = False
+        # Set by the server thread once a closed channel is drained: nothing more can
+        # come, so a reader that has everything up to here is done. (``closed`` is set by
+        # the closing thread at once, while events it sent may still be pending.)
+        self.ended = False
         self.subscribers: set[Subscriber] = set()
         # Published, not drained yet: data by id, and the type of those that have one
         # (stored first, so an id whose data is here has its type here too).
@@ -361,6 +365,10 @@ class Channel:
         return len(self._ids) - self._start
 
     # -- server thread ---------------------------------------------------------------
+
+    def settled(self) -> bool:
+        """True when nothing published here waits to be drained (server thread)."""
+        return not self._pending and self not in self.registry._holding
 
     def _take_pending(self) -> Batch:
         # The ids present now, each popped on its own (an atomic step), never a swap of
@@ -867,7 +875,7 @@ def collect_mux(cursors: dict[Channel, int], limit: int) -> tuple[list[str], int
         # Each part is itself bounded by `limit`, so the cut below never passes the end
         # of a part that still has lines left.
         part, _ = ch.mux_after(cursor, limit)
-        if not part and not gap and ch.closed:
+        if not part and not gap and ch.ended:
             del cursors[ch]  # a closed channel is dropped once its reader has had it all
             continue
         merged.extend(part)

@@ -34,7 +34,9 @@ import math
 import os
 import secrets
 import threading
+from bisect import bisect_left
 from collections.abc import Callable
+from itertools import accumulate
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -61,6 +63,10 @@ DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_RETRY_MS = 1000
 # How many times one drain looks again for events published while it was sending.
 _DRAIN_ROUNDS = 8
+# About the size of one multiplexed SSE message (a chunk holds several).
+_MUX_MESSAGE = 64 << 10
+# How many times (10 ms apart) closing a stream waits for an event still on its way.
+_CLOSE_WAITS = 50
 
 
 class _Client:
@@ -342,18 +348,42 @@ class _Handler(RequestHandler):
             if head:
                 return head + chunk
             # A closed stream still sends what its reader has not had, then ends.
-            return None if not chunk and ch.closed else chunk
+            return None if not chunk and ch.ended else chunk
         lines, top = collect_mux(client.cursors, limit)
         if not lines:
-            return b""
-        body = "\ndata: ".join(lines).encode("utf-8")
-        return b"id: %d\ndata: %s\n\n" % (top, body) if top else b"data: %s\n\n" % body
+            # Every stream it listed is closed and delivered: end, so that the page's
+            # EventSource does not hold one of its few connections for nothing.
+            return None if not client.cursors else b""
+        return _mux_messages(lines, top)
 
     def on_connection_close(self) -> None:
         super().on_connection_close()  # ends a body still being read, or its handler leaks
         client = getattr(self, "_client", None)
         if client is not None:
             client.close()
+
+
+def _mux_messages(lines: list[str], top: int) -> bytes:
+    """Multiplexed lines framed as SSE messages of about :data:`_MUX_MESSAGE` bytes.
+
+    A message is dispatched only when it arrived whole, and its id is where a reconnect
+    resumes: one message as large as the watermark would never get through to a client
+    whose connection keeps dropping sooner. Lines are in id order, so the id of a
+    message's last line is a place every stream can resume from.
+    """
+    ends = list(accumulate(map(len, lines)))  # framing left out: "about" is enough
+    cuts = [bisect_left(ends, m) + 1 for m in range(_MUX_MESSAGE, ends[-1], _MUX_MESSAGE)]
+    out = []
+    start = 0
+    for end in [*cuts, len(lines)]:
+        if end <= start:
+            continue
+        last = lines[end - 1]
+        msg_id = top if end == len(lines) else int(last[1 : last.index(",")])
+        body = "\ndata: ".join(lines[start:end]).encode("utf-8")
+        out.append(b"id: %d\ndata: %s\n\n" % (msg_id, body) if msg_id else b"data: %s\n\n" % body)
+        start = end
+    return b"".join(out)
 
 
 class _Finished(Exception):
@@ -771,6 +801,9 @@ class EventServer:
         # whose socket takes no more within a second is cut off there.
         self._drain()
         for client in list(self.clients):
+            for ch in client.cursors:
+                ch.ended = True  # all closed by stop(), and drained just now
+        for client in list(self.clients):
             client.notify()
         deadline = self.now() + 1.0
         while any(c.busy and not c.closed for c in self.clients) and self.now() < deadline:
@@ -879,15 +912,21 @@ class EventServer:
             with contextlib.suppress(RuntimeError):
                 self._ioloop.add_callback(self._notify_closed, ch)
 
-    def _notify_closed(self, ch: Channel) -> None:
-        # Readers get what was sent before close() (a drain first, in case it is still
-        # pending), then their stream ends; one whose socket takes no more is cut off
-        # after a keep-alive period, so a stuck reader cannot hold the history for long.
+    def _notify_closed(self, ch: Channel, tries: int = 0) -> None:
+        # Readers get what was sent before close(), then their stream ends. So the channel
+        # is drained first; an event whose sender had taken its id just before the close
+        # may still be on its way, and is waited for (a few ms at most, once in a while).
         self._drain()
+        if not ch.settled() and tries < _CLOSE_WAITS:
+            assert self._ioloop is not None
+            self._ioloop.call_later(0.01, self._notify_closed, ch, tries + 1)
+            return
+        ch.ended = True
         subs = [sub for sub in ch.subscribers if isinstance(sub, _Client)]
         for sub in subs:
             sub.notify()
-        # Most readers took it all just now; only those still holding the channel wait.
+        # Most readers took it all just now. One whose socket takes no more is cut off
+        # after a keep-alive period, so a stuck reader cannot hold the history for long.
         lingering = [s for s in subs if not s.closed and (s.single or ch in s.cursors)]
         if self._ioloop is not None and lingering:
             self._ioloop.call_later(self.keepalive, _end_lingering, ch, lingering)

@@ -392,6 +392,11 @@ def test_closed_channels_drop_out_of_a_multiplexed_cursor() -> None:
     cursors = {a: 0, b: 0}
     lines, _ = collect_mux(cursors, 1 << 20)
     assert len(lines) == 1
+    # Closed, but its last events may still be pending: kept until the server has drained
+    # it and says so (ended).
+    assert list(cursors) == [a, b]
+    b.ended = True
+    collect_mux(cursors, 1 << 20)
     assert list(cursors) == [a]
 
 

@@ -614,17 +614,26 @@ def test_closing_a_channel_ends_its_single_stream(server: EventServer, raw_sse) 
 
 
 def test_a_closed_stream_first_delivers_what_was_sent(server: EventServer, raw_sse) -> None:
-    # `with EventStream() as s: ...` closes right after the last send: a reader must still
-    # get every event, then see the stream end.
-    ch = server.create_channel("s")
-    r = raw_sse(server, f"/streams/s?key={server.key}")
-    wait_for(lambda: len(server.clients) == 1)
-    publish(ch, 2000, "x" * 1000)  # about two watermarks
+    # `with EventStream() as s: ...` closes right after the last send, often while the
+    # server thread is still sending the first of them: every reader must still get every
+    # event, then see its stream end.
+    n = 50_000
+    ch = server.create_channel("s", max_events=2 * n)
+    single = raw_sse(server, f"/streams/s?key={server.key}")
+    mux = raw_sse(server, f"/events?key={server.key}&streams=s")
+    wait_for(lambda: len(server.clients) == 2)
+    publish(ch, n, "x" * 40)
     server.remove_channel("s")
-    got = r.read_events(2000, timeout=20)
-    assert [e.id for e in got] == [str(i) for i in range(1, 2001)]
+    got = single.read_events(n, timeout=30)
+    assert [e.id for e in got] == [str(i) for i in range(1, n + 1)]
     with pytest.raises(ConnectionError, match="ended after 0"):
-        r.read_events(1, timeout=5)
+        single.read_events(1, timeout=5)
+    rows: list[list] = []
+    while len(rows) < n:
+        rows += mux_rows(mux.read_events(1, timeout=30))
+    assert [row[0] for row in rows] == list(range(1, n + 1))
+    with pytest.raises(ConnectionError, match="ended after 0"):  # every stream it read closed
+        mux.read_events(1, timeout=5)
 
 
 def test_a_closed_stream_is_delivered_whole_on_the_mux_too(server: EventServer, raw_sse) -> None:
@@ -639,6 +648,21 @@ def test_a_closed_stream_is_delivered_whole_on_the_mux_too(server: EventServer, 
         rows += mux_rows(r.read_events(1))
     assert [row[3] for row in rows if row[1] == "a"] == [str(i) for i in range(500)]
     assert rows[-1][1:] == ["b", "message", "after"]  # the other stream goes on
+
+
+def test_mux_messages_stay_small_so_a_flaky_reader_progresses(server: EventServer, raw_sse) -> None:
+    # An event is dispatched only when its whole message arrived, and the message id is
+    # where a reconnect resumes: a watermark-sized message could never get through to a
+    # reader whose connection drops sooner.
+    ch = server.create_channel("s")
+    publish(ch, 5000, "z" * 100)
+    r = raw_sse(server, f"/events?key={server.key}&streams=s")
+    got = r.read_events(5)
+    sizes = [len(e.data) for e in got]
+    assert max(sizes) < 80_000, sizes
+    rows = mux_rows(got)
+    assert [row[0] for row in rows] == list(range(1, len(rows) + 1))
+    assert [e.id for e in got] == [str(mux_rows([e])[-1][0]) for e in got]
 
 
 def test_a_stuck_reader_of_a_closed_stream_is_cut_off() -> None:

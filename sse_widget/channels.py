@@ -17,6 +17,7 @@ queues (see DESIGN.md), so memory is bounded by the history whatever the clients
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import sys
@@ -51,6 +52,8 @@ RESERVED_PREFIX = "sse_widget."
 GAP_EVENT = "sse_widget.gap"
 
 _DEFAULT_HISTORY = 10_000
+# time.sleep(0) lets go of the GIL, so a thread that waits for it gets a turn.
+_yield_to_server = functools.partial(time.sleep, 0)
 # Beyond this many runs of consecutive ids (16 bytes each; a stream whose events alternate
 # with another's makes one run per event) the oldest half is forgotten, rather than memory
 # growing without end. A cursor older than every run kept then gets a lower bound for its
@@ -203,6 +206,13 @@ class Channel:
         # Published, not drained yet: data by id, and the type of those that have one
         # (stored first, so an id whose data is here has its type here too).
         self._pending: dict[int, str] = {}
+        # Past this many, a sender lets the server thread take the GIL for a turn. The
+        # server commits pending events before each write, but every write lets go of the
+        # GIL, and getting it back from a sending loop takes a hand-over (~5 ms) in which
+        # the loop can publish tens of thousands more: with many readers, what waits
+        # outside the bounded history would grow with them. One turn, no waiting for
+        # any reader: in the usual case the check is never true.
+        self._pending_cap = 2 * max_events + 10_000
         self._pending_types: dict[int, str] = {}
         self._held: list[Item] = []  # drained, but above an id not appended yet
         self._dirty = False
@@ -268,6 +278,8 @@ class Channel:
         self._pending[i] = data
         if not self._dirty:
             self._mark_dirty()
+        elif len(self._pending) > self._pending_cap:
+            _yield_to_server()
         return i
 
     def publish_many(self, events: Sequence[str | None], datas: Sequence[str]) -> int:
@@ -287,6 +299,8 @@ class Channel:
         self._pending.update(zip(ids, datas, strict=True))
         if not self._dirty:
             self._mark_dirty()
+        elif len(self._pending) > self._pending_cap:
+            _yield_to_server()
         return ids[-1] if ids else self.registry.ids.peek() - 1
 
     def _mark_dirty(self) -> None:

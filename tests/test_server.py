@@ -723,6 +723,51 @@ def _buffered(server: EventServer) -> list[int]:
     return [c.buffered() for c in server.clients]
 
 
+_FAST_READERS = """
+import selectors, socket, sys, time
+port, key, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+sel = selectors.DefaultSelector()
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    path = f"/streams/s?key={key}" if i % 2 else f"/events?streams=s&key={key}"
+    s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n".encode())
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    for k, _ in sel.select(1):
+        try:
+            if not k.fileobj.recv(1 << 20):
+                sys.exit(0)
+        except BlockingIOError:
+            pass
+"""
+
+
+def test_events_waiting_for_the_history_stay_bounded_with_many_readers(
+    server: EventServer,
+) -> None:
+    # Each write to a reader lets go of the GIL, and getting it back from a sending loop
+    # costs a hand-over (~5 ms) in which the loop publishes thousands of events. When the
+    # server committed only between its rounds of writes, what waited outside the bounded
+    # history grew with every reader: 140k-155k of these 300k sends with four readers.
+    ch = server.create_channel("s", max_events=10_000)
+    readers = subprocess.Popen(
+        [sys.executable, "-c", _FAST_READERS, str(server.port), server.key, "4"]
+    )
+    try:
+        wait_for(lambda: len(server.clients) == 4, what="the readers to connect")
+        peak = 0
+        for i in range(300_000):
+            ch.publish("y" * 200 + str(i))
+            if i % 1000 == 0:
+                peak = max(peak, len(ch._pending))
+        assert peak < 40_000, f"{peak} events waited outside a history of 10,000"
+    finally:
+        readers.kill()
+        readers.wait()
+
+
 def test_a_client_that_never_reads_does_not_hold_back_others(server: EventServer, raw_sse) -> None:
     ch = server.create_channel("s", max_events=1000)
     stuck = socket.create_connection(("127.0.0.1", server.port))

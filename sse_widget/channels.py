@@ -38,6 +38,7 @@ from .serialize import to_text
 
 __all__ = [
     "GAP_EVENT",
+    "MAX_EVENT_TYPE",
     "RESERVED_PREFIX",
     "Channel",
     "ChannelRegistry",
@@ -48,6 +49,9 @@ __all__ = [
 
 #: Event types starting with this are ours (see :data:`GAP_EVENT`); ``send()`` refuses them.
 RESERVED_PREFIX = "sse_widget."
+#: The longest event type ``send()`` takes. Types are names; every reader's view of a
+#: stream keeps them, and valid ones are remembered (up to 10,000) to check them once.
+MAX_EVENT_TYPE = 256
 #: Sent to a client whose cursor is older than the history: data ``{"missed": N}``.
 GAP_EVENT = "sse_widget.gap"
 
@@ -109,6 +113,11 @@ def check_user_event(event: str) -> str:
     if event in _checked_events:
         return event
     check_event_name(event)
+    if len(event) > MAX_EVENT_TYPE:
+        raise EncodeError(
+            f"event type must be at most {MAX_EVENT_TYPE} characters; got {len(event)}: "
+            f"{shown(event)}"
+        )
     if not event:
         # On the wire an empty type means "message": refused, as it is surely a slip.
         raise EncodeError("event type must not be empty; got '' (None sends the type 'message')")

@@ -63,6 +63,8 @@ DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_RETRY_MS = 1000
 # How many times one drain looks again for events published while it was sending.
 _DRAIN_ROUNDS = 8
+# Seconds a connection may sit without sending a request's head (twice that for a body).
+_IDLE_TIMEOUT = 30.0
 # About the size of one multiplexed SSE message (a chunk holds several).
 _MUX_MESSAGE = 64 << 10
 # How many times (10 ms apart) closing a stream waits for an event still on its way.
@@ -207,12 +209,7 @@ def _unsent(stream: object) -> int | None:
     return None
 
 
-class _Handler(RequestHandler):
-    server: EventServer
-
-    def initialize(self, server: EventServer) -> None:
-        self.server = server
-
+class _JSONErrors(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Errors Tornado raises itself (a method we do not serve, an uncaught error)
         # answer in JSON like ours, not with its HTML page.
@@ -224,10 +221,19 @@ class _Handler(RequestHandler):
                 if getattr(type(self), m.lower()) is not getattr(RequestHandler, m.lower())
             ]
             self.set_header("Allow", ", ".join(allowed))
-            expected = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+            expected = " or ".join(
+                [", ".join(allowed[:-1]), allowed[-1]] if allowed[1:] else allowed
+            )
             message = f"method {self.request.method} is not served here; expected {expected}"
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"error": message}))
+
+
+class _Handler(_JSONErrors):
+    server: EventServer
+
+    def initialize(self, server: EventServer) -> None:
+        self.server = server
 
     def log_exception(
         self,
@@ -303,16 +309,12 @@ class _Handler(RequestHandler):
             raw = self.get_query_argument("last_id", None)
         if raw is None or raw == "":
             return None
-        try:
-            value = int(raw)
-        except ValueError:
-            value = -1
-        if value < 0:
+        if not _is_event_id(raw):
             self.fail(
                 400, f"{source} must be a non-negative integer (an event id); got {shown(raw)}"
             )
             raise _Finished
-        return value
+        return int(raw)
 
     async def _serve(self, cursors: dict[Channel, int], single: bool) -> None:
         server = self.server
@@ -363,6 +365,12 @@ class _Handler(RequestHandler):
         client = getattr(self, "_client", None)
         if client is not None:
             client.close()
+
+
+def _is_event_id(text: str) -> bool:
+    # ASCII digits only (int() would also take "1_0", " 7" and other scripts' digits),
+    # and no longer than any id can be (int() refuses 4,300 digits with a ValueError).
+    return text.isascii() and text.isdigit() and len(text) <= 20
 
 
 def _mux_messages(lines: list[str], top: int) -> bytes:
@@ -499,9 +507,13 @@ def _check_field(field: str, value: Any, check: Callable[[str], str]) -> str:
         raise ValueError(f"field {field!r}: {exc}") from None
 
 
+class _NotStandardJSON(ValueError):
+    pass
+
+
 def _refuse_constant(name: str) -> None:
     # Python's json reads NaN and Infinity; no other JSON reader does, so say so at once.
-    raise ValueError(f"body is not standard JSON: expected a number or null; got {name}")
+    raise _NotStandardJSON(f"body is not standard JSON: expected a number or null; got {name}")
 
 
 def _parse_json_body(body: bytes) -> list[tuple[str, str | None, str | None]]:
@@ -514,6 +526,10 @@ def _parse_json_body(body: bytes) -> list[tuple[str, str | None, str | None]]:
             "body is nested too deeply: expected an object or a list of objects; "
             f"it starts {body[:80]!r}"
         ) from None
+    except _NotStandardJSON:
+        raise
+    except ValueError as exc:  # an integer longer than Python reads (4,300 digits)
+        raise ValueError(f"body holds a number JSON readers cannot take: {exc}") from None
     objs = obj if isinstance(obj, list) else [obj]
     items = []
     for n, item in enumerate(objs):
@@ -567,9 +583,11 @@ class _MuxHandler(_Handler):
                 continue
             cursor: int | None = None
             if sep:
-                if not last.isascii() or not last.isdigit():
+                if not _is_event_id(last):
                     return self.fail(
-                        400, f"resume id for stream {name!r} must be an integer; got {shown(last)}"
+                        400,
+                        f"resume id for stream {name!r} must be a non-negative integer "
+                        f"(an event id); got {shown(last)}",
                     )
                 cursor = int(last)
             # Browsers reconnect with Last-Event-ID = the last whole message's id; since ids
@@ -588,7 +606,7 @@ class _MuxHandler(_Handler):
         await self._serve(cursors, single=False)
 
 
-class _NotFoundHandler(RequestHandler):
+class _NotFoundHandler(_JSONErrors):
     def prepare(self) -> None:
         self.set_status(404)
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -602,7 +620,7 @@ class _NotFoundHandler(RequestHandler):
         )
 
 
-class _HealthHandler(RequestHandler):
+class _HealthHandler(_JSONErrors):
     def get(self) -> None:
         from . import __version__
 
@@ -782,7 +800,16 @@ class EventServer:
         sockets = bind_sockets(self.port, self.host)
         # Tornado's cap for bodies of other requests; POST /streams/<name> reads its body as
         # it comes and answers 413 above max_body itself.
-        http = HTTPServer(app, max_body_size=max(self.max_body * 4, 1 << 22))
+        # A connection that sends no request (or a request's head) within 30 s, or a body
+        # within 60 s, is closed rather than held for Tornado's default hour: idle
+        # sockets must not use up the kernel process's open files. Streams are responses,
+        # so these never cut one; a publisher reconnects when its kept-alive one was.
+        http = HTTPServer(
+            app,
+            max_body_size=max(self.max_body * 4, 1 << 22),
+            idle_connection_timeout=_IDLE_TIMEOUT,
+            body_timeout=2 * _IDLE_TIMEOUT,
+        )
         http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         if not _is_loopback(self.host):
@@ -923,10 +950,16 @@ class EventServer:
         self.start()
         if name is None:
             name = "s" + secrets.token_hex(6)
-        if not name or any(c in name for c in ",:/?#%") or name != name.strip():
+        # A name goes in URLs as it is: "." and ".." would be resolved away by clients.
+        if (
+            not name
+            or any(c in name for c in ",:/?#%")
+            or name != name.strip()
+            or name in (".", "..")
+        ):
             raise ValueError(
-                f"stream name must be non-empty without spaces around it or any of , : / ? # %; "
-                f"got {name!r}"
+                "stream name must be non-empty, not . or .., without spaces around it or any "
+                f"of , : / ? # %; got {shown(name)}"
             )
         return self.registry.create(name, max_events=max_events, max_bytes=max_bytes)
 

@@ -23,6 +23,7 @@ import httpx_sse
 import pytest
 from helpers import RawSSE, live_count, wait_for
 
+from sse_widget import server as server_module
 from sse_widget.channels import Channel
 from sse_widget.errors import SSEError
 from sse_widget.publisher import Publisher
@@ -180,6 +181,23 @@ def test_fresh_client_gets_all_held_history_without_a_gap(server: EventServer, r
             {"Last-Event-ID": "x"},
             "header Last-Event-ID must be a non-negative integer (an event id); got 'x'",
         ),
+        # int() reads these three, but none is an id this server could have sent.
+        (
+            "&last_id=1_0",
+            {},
+            "query parameter last_id must be a non-negative integer (an event id); got '1_0'",
+        ),
+        (
+            "&last_id=%D9%A3",
+            {},
+            "query parameter last_id must be a non-negative integer (an event id); got '\u0663'",
+        ),
+        (
+            "&last_id=" + "9" * 21,
+            {},
+            "query parameter last_id must be a non-negative integer (an event id); "
+            f"got '{'9' * 21}'",
+        ),
     ],
 )
 def test_bad_resume_id_is_400_naming_where_it_came_from(
@@ -211,6 +229,13 @@ def test_a_method_not_served_is_405_in_json(server: EventServer, method, path, a
     expected = allowed.replace(", OPTIONS", " or OPTIONS")
     assert r.json() == {"error": f"method {method} is not served here; expected {expected}"}
     assert httpx.request(method, f"{server.local_url}{path}").status_code == 403  # no key
+
+
+def test_health_answers_other_methods_in_json_too(server: EventServer) -> None:
+    r = httpx.delete(f"{server.local_url}/health")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET"
+    assert r.json() == {"error": "method DELETE is not served here; expected GET"}
 
 
 def test_an_unknown_path_is_404_in_json(server: EventServer) -> None:
@@ -396,6 +421,15 @@ def test_post_text_injection_in_event_query_is_400(server: EventServer) -> None:
     )
     assert r.status_code == 400
     assert "CR or LF" in r.json()["error"]
+
+
+def test_post_json_with_a_number_too_long_to_read_is_400(server: EventServer) -> None:
+    ch = server.create_channel("s")
+    body = b'{"data": ' + b"9" * 5000 + b"}"
+    r = post(server, "/streams/s", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("body holds a number JSON readers cannot take: ")
+    assert ch.published == 0
 
 
 def test_post_bad_json_is_400(server: EventServer) -> None:
@@ -596,7 +630,13 @@ def test_mux_bad_resume_and_empty_list_are_400(server: EventServer) -> None:
     server.create_channel("a")
     r = httpx.get(f"{server.local_url}/events?key={server.key}&streams=a:x")
     assert r.status_code == 400
-    assert "got 'x'" in r.json()["error"]
+    assert r.json()["error"] == (
+        "resume id for stream 'a' must be a non-negative integer (an event id); got 'x'"
+    )
+    # 5,000 digits: int() itself raises on those (it was a 500 with a traceback)
+    r = httpx.get(f"{server.local_url}/events?key={server.key}&streams=a:{'9' * 5000}")
+    assert r.status_code == 400
+    assert r.json()["error"].endswith("... (5002 chars)")
     r = httpx.get(f"{server.local_url}/events?key={server.key}&streams=,")
     assert r.status_code == 400
     assert r.json()["error"] == (
@@ -663,6 +703,28 @@ def test_mux_messages_stay_small_so_a_flaky_reader_progresses(server: EventServe
     rows = mux_rows(got)
     assert [row[0] for row in rows] == list(range(1, len(rows) + 1))
     assert [e.id for e in got] == [str(mux_rows([e])[-1][0]) for e in got]
+
+
+def test_a_connection_that_sends_no_request_is_closed_but_a_stream_is_not(monkeypatch) -> None:
+    # Idle sockets (or half a request line, a slowloris) must not be held for Tornado's
+    # default hour: each is an open file of the kernel process.
+    monkeypatch.setattr(server_module, "_IDLE_TIMEOUT", 0.5)
+    server = EventServer(keepalive=0.2).start()
+    try:
+        ch = server.create_channel("s")
+        idle = socket.create_connection(("127.0.0.1", server.port))
+        half = socket.create_connection(("127.0.0.1", server.port))
+        half.sendall(b"GET /streams/s?key=")
+        reader = RawSSE("127.0.0.1", server.port, f"/streams/s?key={server.key}")
+        for sock in (idle, half):
+            sock.settimeout(5)
+            assert sock.recv(100) == b""  # closed by the server
+        ch.publish("still streaming")
+        assert [e.data for e in reader.read_events(1)] == ["still streaming"]
+        for sock in (idle, half, reader.sock):
+            sock.close()
+    finally:
+        server.stop()
 
 
 def test_a_stuck_reader_of_a_closed_stream_is_cut_off() -> None:

@@ -80,6 +80,7 @@ def test_send_refuses_what_it_cannot_serialise(stream: EventStream, value, messa
         ("a\nb", "CR or LF"),
         ("sse_widget.gap", "reserved for sse_widget"),
         ("", r"must not be empty; got '' \(None sends the type 'message'\)"),
+        ("t" * 257, r"event type must be at most 256 characters; got 257: 'ttt"),
     ],
 )
 def test_send_refuses_bad_event_types(stream: EventStream, event, message) -> None:
@@ -230,6 +231,7 @@ def test_context_manager_closes() -> None:
         ({"max_rows": 0}, "max_rows must be a positive int; got 0"),
         ({"history": 0}, "history must be a positive int"),
         ({"name": "a,b"}, "stream name must be"),
+        ({"name": ".."}, "stream name must be non-empty, not . or .., "),
     ],
 )
 def test_bad_arguments_are_explained(kwargs, message) -> None:

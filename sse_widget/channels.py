@@ -207,6 +207,7 @@ class Channel:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.closed = False
+        self._closed_upto = 0
         # Set by the server thread once a closed channel is drained: nothing more can
         # come, so a reader that has everything up to here is done. (``closed`` is set by
         # the closing thread at once, while events it sent may still be pending.)
@@ -308,8 +309,6 @@ class Channel:
         self._pending.update(zip(ids, datas, strict=True))
         if not self._dirty:
             self._mark_dirty()
-        elif len(self._pending) > self._pending_cap:
-            _yield_to_server()
         return ids[-1] if ids else self.registry.ids.peek() - 1
 
     def _mark_dirty(self) -> None:
@@ -348,6 +347,9 @@ class Channel:
 
         ``reason`` is the refusal's message (by default: the stream is closed).
         """
+        # Every id taken up to now may belong here, its sender switched out before storing
+        # the event: the server waits for those before it ends the readers (settled()).
+        self._closed_upto = self.registry.ids.peek() - 1
         self.closed = True
         self._closed_reason = reason or f"stream {self.name!r} is closed; create a new EventStream"
         # Publishing takes ids first: refusing there costs a sending loop nothing, and
@@ -390,8 +392,13 @@ class Channel:
     # -- server thread ---------------------------------------------------------------
 
     def settled(self) -> bool:
-        """True when nothing published here waits to be drained (server thread)."""
-        return not self._pending and self not in self.registry._holding
+        """True once a closed channel has nothing on its way to its history (server thread).
+
+        Nothing pending, nothing held back, and every id taken before the close committed
+        (or given up by the drain, after :data:`_MISSING_TIMEOUT`).
+        """
+        reg = self.registry
+        return not self._pending and self not in reg._holding and reg.committed >= self._closed_upto
 
     def _take_pending(self) -> Batch:
         # The ids present now, each popped on its own (an atomic step), never a swap of
@@ -452,8 +459,9 @@ class Channel:
                 total += 1
             self._last_counted, self._total = prev, total
         if len(run_ids) > _MAX_RUNS:
-            del run_ids[: _MAX_RUNS // 2]
-            del run_seqs[: _MAX_RUNS // 2]
+            cut = len(run_ids) - _MAX_RUNS // 2  # one batch may have added many
+            del run_ids[:cut]
+            del run_seqs[:cut]
             self._runs_cut = True
 
     def _trim(self) -> None:
@@ -515,11 +523,12 @@ class Channel:
     def start_cursor(self, cursor: int | None) -> int:
         """The cursor for a new reader; None means "all that is held, without a gap event".
 
-        A cursor ahead of every id this server has delivered (one from an earlier server,
-        or made up) would skip the events to come: it resumes from the newest instead.
+        A cursor ahead of every id this server has delivered comes from an earlier server
+        (every server counts from 1) or was made up: it says nothing about what the reader
+        has seen here, so the reader gets what a fresh one gets.
         """
-        if cursor is not None:
-            return min(cursor, self.registry.committed)
+        if cursor is not None and cursor <= self.registry.committed:
+            return cursor
         # An empty channel has never held anything (the history keeps at least one event),
         # so 0 takes every event, including those published but not drained yet.
         first = self.first_id()
@@ -880,10 +889,12 @@ class ChannelRegistry:
         return received
 
 
-def collect_mux(cursors: dict[Channel, int], limit: int) -> tuple[list[str], int]:
+def collect_mux(cursors: dict[Channel, int], limit: int) -> tuple[list[str], int, int]:
     """Multiplexed lines for a set of channel cursors, oldest first, about ``limit`` bytes.
 
-    Returns the lines (gap lines first) and the largest event id among them (0 if none).
+    Returns the lines, gap lines first, the largest event id among them (0 if none), and
+    how many gap lines lead. A gap line starts with its stream's old cursor, not an id in
+    order: only the lines after the gap lines are in id order.
     Every channel's lines up to that id are included, so it becomes the cursor of every
     channel: one id resumes them all. ``cursors`` is updated in place; a closed channel is
     dropped from it once it has nothing left for this reader.
@@ -904,7 +915,8 @@ def collect_mux(cursors: dict[Channel, int], limit: int) -> tuple[list[str], int
         merged.extend(part)
     if len(cursors) > 1:
         merged.sort(key=_first)
-    lines = gaps
+    n_gaps = len(gaps)
+    lines = gaps  # the gap lines first, then the events
     size = 0
     top = 0
     for i, line in merged:
@@ -917,7 +929,7 @@ def collect_mux(cursors: dict[Channel, int], limit: int) -> tuple[list[str], int
         for ch, cursor in cursors.items():
             if cursor < top:
                 cursors[ch] = top
-    return lines, top
+    return lines, top, n_gaps
 
 
 def _first(item: tuple[int, str]) -> int:

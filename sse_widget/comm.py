@@ -102,7 +102,7 @@ class CommPump:
         if self.channel.closed:
             self._stop()
             return
-        lines, _ = collect_mux(self._cursors, self.max_bytes)
+        lines, _, _ = collect_mux(self._cursors, self.max_bytes)
         if lines:
             self._send({"type": "events", "lines": "\n".join(lines)})
             self.messages_sent += 1

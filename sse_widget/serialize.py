@@ -41,14 +41,33 @@ def _default(obj: Any) -> Any:
 
 
 def _finite(obj: Any) -> Any:
-    """``obj`` with every NaN or infinite float inside it replaced by None."""
+    """``obj`` with every NaN or infinite float inside it replaced by None.
+
+    As keys they become "NaN", "Infinity" and "-Infinity", JavaScript's names for them.
+    """
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {_finite_key(k): _finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
+
+
+def _finite_key(key: Any) -> Any:
+    if isinstance(key, float) and not math.isfinite(key):
+        return "NaN" if key != key else ("Infinity" if key > 0 else "-Infinity")
+    return key
+
+
+def _cannot(data: object, exc: BaseException) -> TypeError:
+    """The error for data json refused with ``exc``, naming its type and the reason."""
+    what = f"cannot send {type(data).__name__}: expected data JSON can hold"
+    if isinstance(exc, RecursionError):
+        return TypeError(f"{what}; got one nested deeper than Python's recursion limit")
+    if str(exc).startswith("Circular reference"):
+        return TypeError(f"{what}; got one that contains itself (a circular reference)")
+    return TypeError(f"{what}; {exc}")  # e.g. an int of more than 4,300 digits
 
 
 _OPTIONS: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False, "allow_nan": False}
@@ -75,20 +94,23 @@ def to_text(data: object) -> str:
             "decode bytes first, e.g. send(data.decode())"
         )
     try:
-        return _encoder.encode(data)
+        return _encode(_encoder, data, data)
     except ValueError as exc:
-        if str(exc).startswith("Out of range float"):
-            return _finite_encoder.encode(_finite(data))
-        # The one other ValueError json raises here: a container that holds itself.
-        raise TypeError(
-            f"cannot send {type(data).__name__}: expected data JSON can hold; got one that "
-            "contains itself (a circular reference)"
-        ) from None
-    except RecursionError:
-        raise TypeError(
-            f"cannot send {type(data).__name__}: expected data JSON can hold; got one nested "
-            "deeper than Python's recursion limit"
-        ) from None
+        if not str(exc).startswith("Out of range float"):
+            raise _cannot(data, exc) from None
+    # It holds NaN or an infinity somewhere: the same data again, with those made JSON.
+    try:
+        return _encode(_finite_encoder, _finite(data), data)
+    except (ValueError, RecursionError) as exc:
+        raise _cannot(data, exc) from None
+
+
+def _encode(encoder: json.JSONEncoder, obj: object, data: object) -> str:
+    """``encoder.encode(obj)``; what it cannot encode is a ``TypeError`` naming ``data``."""
+    try:
+        return encoder.encode(obj)
+    except RecursionError as exc:
+        raise _cannot(data, exc) from None
     except TypeError as exc:
         if str(exc).startswith("cannot send"):
             raise

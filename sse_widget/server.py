@@ -63,6 +63,8 @@ DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_RETRY_MS = 1000
 # How many times one drain looks again for events published while it was sending.
 _DRAIN_ROUNDS = 8
+# Chunks one client writes before the others get a turn.
+_PUMP_CHUNKS = 8
 # Seconds a connection may sit without sending a request's head (twice that for a body).
 _IDLE_TIMEOUT = 30.0
 # About the size of one multiplexed SSE message (a chunk holds several).
@@ -109,11 +111,14 @@ class _Client:
         """Write what is pending, a chunk (about one watermark) at a time.
 
         A chunk the socket takes whole is followed by the next at once; otherwise the
-        rest is queued and the flush's completion carries on.
+        rest is queued and the flush's completion carries on. After a few chunks the
+        client lets the others and the loop have a turn: while a notebook sends, each
+        write lets it publish more, so one keeping-up reader could otherwise hold the
+        server thread for as long as the notebook sends.
         """
         handler = self.handler
         commit = handler.server._commit
-        while True:
+        for _ in range(_PUMP_CHUNKS):
             commit()
             chunk = handler.collect(self)
             if chunk is None:
@@ -132,6 +137,13 @@ class _Client:
                 return
             if not self._send_now(stream, data):
                 return
+        self.busy = True  # nothing else writes meanwhile; the turn comes back below
+        IOLoop.current().add_callback(self._resume)
+
+    def _resume(self) -> None:
+        self.busy = False
+        if not self.closed:
+            self.pump()
 
     def _idle_stream(self) -> IOStream | None:
         """The client's plain TCP stream, if the response has started and nothing is queued.
@@ -220,20 +232,15 @@ class _JSONErrors(RequestHandler):
                 for m in ("GET", "POST", "OPTIONS")
                 if getattr(type(self), m.lower()) is not getattr(RequestHandler, m.lower())
             ]
-            self.set_header("Allow", ", ".join(allowed))
-            expected = " or ".join(
-                [", ".join(allowed[:-1]), allowed[-1]] if allowed[1:] else allowed
-            )
-            message = f"method {self.request.method} is not served here; expected {expected}"
+            message = f"method {self.request.method} is not served here"
+            if allowed:
+                self.set_header("Allow", ", ".join(allowed))
+                expected = " or ".join(
+                    [", ".join(allowed[:-1]), allowed[-1]] if allowed[1:] else allowed
+                )
+                message += f"; expected {expected}"
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"error": message}))
-
-
-class _Handler(_JSONErrors):
-    server: EventServer
-
-    def initialize(self, server: EventServer) -> None:
-        self.server = server
 
     def log_exception(
         self,
@@ -253,6 +260,13 @@ class _Handler(_JSONErrors):
             req.remote_ip,
             exc_info=(typ, value, tb) if typ is not None else None,  # type: ignore[arg-type]
         )
+
+
+class _Handler(_JSONErrors):
+    server: EventServer
+
+    def initialize(self, server: EventServer) -> None:
+        self.server = server
 
     def _key_ok(self) -> bool:
         given = self.get_query_argument("key", None)
@@ -353,12 +367,12 @@ class _Handler(_JSONErrors):
                 return head + chunk
             # A closed stream still sends what its reader has not had, then ends.
             return None if not chunk and ch.ended else chunk
-        lines, top = collect_mux(client.cursors, limit)
+        lines, top, gaps = collect_mux(client.cursors, limit)
         if not lines:
             # Every stream it listed is closed and delivered: end, so that the page's
             # EventSource does not hold one of its few connections for nothing.
             return None if not client.cursors else b""
-        return _mux_messages(lines, top)
+        return _mux_messages(lines, top, gaps)
 
     def on_connection_close(self) -> None:
         super().on_connection_close()  # ends a body still being read, or its handler leaks
@@ -373,19 +387,20 @@ def _is_event_id(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 20
 
 
-def _mux_messages(lines: list[str], top: int) -> bytes:
+def _mux_messages(lines: list[str], top: int, gaps: int) -> bytes:
     """Multiplexed lines framed as SSE messages of about :data:`_MUX_MESSAGE` bytes.
 
     A message is dispatched only when it arrived whole, and its id is where a reconnect
     resumes: one message as large as the watermark would never get through to a client
-    whose connection keeps dropping sooner. Lines are in id order, so the id of a
-    message's last line is a place every stream can resume from.
+    whose connection keeps dropping sooner. After the ``gaps`` leading gap lines, lines
+    are in id order, so the id of a message's last line is a place every stream can
+    resume from; the gap lines (whose first field is an old cursor) stay in the first.
     """
     ends = list(accumulate(map(len, lines)))  # framing left out: "about" is enough
     cuts = [bisect_left(ends, m) + 1 for m in range(_MUX_MESSAGE, ends[-1], _MUX_MESSAGE)]
     out = []
     start = 0
-    for end in [*cuts, len(lines)]:
+    for end in [*(c for c in cuts if gaps < c < len(lines)), len(lines)]:
         if end <= start:
             continue
         last = lines[end - 1]
@@ -829,10 +844,15 @@ class EventServer:
         # What was sent before stop() goes out first: the streams are closed, so each
         # reader gets what its cursor has not reached and then its stream ends. A reader
         # whose socket takes no more within a second is cut off there.
+        read = {ch for client in self.clients for ch in client.cursors}
         self._drain()
-        for client in list(self.clients):
-            for ch in client.cursors:
-                ch.ended = True  # all closed by stop(), and drained just now
+        for _ in range(_CLOSE_WAITS):  # as _notify_closed waits, for events on their way
+            if all(ch.settled() for ch in read):
+                break
+            await asyncio.sleep(0.01)
+            self._drain()
+        for ch in read:
+            ch.ended = True  # all closed by stop()
         for client in list(self.clients):
             client.notify()
         deadline = self.now() + 1.0

@@ -269,13 +269,23 @@ def test_id_sequence_takes_and_peeks(locked: bool) -> None:
     assert ids.peek() == 6
 
 
-def test_missed_after_counts_only_this_channels_trimmed_events() -> None:
+def interleaved(
+    n: int, a_history: int, b_history: int = 10_000, drain_every: int = 0
+) -> tuple[Channel, Channel]:
+    """Channels a and b, each sent n events in turn (a: odd ids, b: even ids), drained."""
     reg = ChannelRegistry()
-    a, b = reg.create("a", max_events=3), reg.create("b")
-    for i in range(10):  # a gets odd ids 1..19, b even ids 2..20
+    a, b = reg.create("a", max_events=a_history), reg.create("b", max_events=b_history)
+    for i in range(n):
         a.publish(str(i))
         b.publish(str(i))
+        if drain_every and i % drain_every == 0:
+            reg.drain()
     reg.drain()
+    return a, b
+
+
+def test_missed_after_counts_only_this_channels_trimmed_events() -> None:
+    a, b = interleaved(10, a_history=3)  # a gets odd ids 1..19, b even ids 2..20
     assert [e.id for e in a.events()] == ["15", "17", "19"]
     assert a.missed_after(0) == 7
     assert a.missed_after(4) == 5  # a's events 5,7,9,11,13 are gone
@@ -296,14 +306,7 @@ def test_gap_count_survives_a_burst_larger_than_the_history() -> None:
 
 def test_gap_count_stays_exact_for_streams_that_interleave() -> None:
     # Alternating streams make one run of ids per event: 150k events, 75k runs each.
-    reg = ChannelRegistry()
-    a, b = reg.create("a", max_events=10), reg.create("b", max_events=10)
-    for i in range(75_000):
-        a.publish(str(i))
-        b.publish(str(i))
-        if i % 5000 == 0:
-            reg.drain()
-    reg.drain()
+    a, b = interleaved(75_000, a_history=10, b_history=10, drain_every=5000)
     assert a.gap_after(0) == '{"missed": 74990}'
     assert a.gap_after(100_000) == '{"missed": 24990}'  # a's ids 100001, 100003, ... 149979
     assert b.gap_after(149_980) == ""
@@ -311,15 +314,10 @@ def test_gap_count_stays_exact_for_streams_that_interleave() -> None:
 
 def test_a_gap_count_beyond_the_runs_kept_says_it_is_a_lower_bound(monkeypatch) -> None:
     monkeypatch.setattr(channels, "_MAX_RUNS", 8)
-    reg = ChannelRegistry()
-    a, b = reg.create("a", max_events=2), reg.create("b")
-    for i in range(20):  # a: odd ids 1..39; its oldest runs are forgotten
-        a.publish(str(i))
-        b.publish(str(i))
-        reg.drain()
+    a, _ = interleaved(20, a_history=2, drain_every=1)  # a: odd ids 1..39; old runs forgotten
     assert json.loads(a.gap_after(0)) == {"missed": a.missed_after(0), "at_least": True}
     assert a.missed_after(0) < 18
-    assert a.gap_after(30) == '{"missed": 3}'  # 31, 33, 35: still counted exactly
+    assert a.gap_after(34) == '{"missed": 1}'  # 35: still counted exactly
 
 
 def test_collect_mux_merges_channels_in_id_order_and_moves_every_cursor() -> None:
@@ -330,14 +328,14 @@ def test_collect_mux_merges_channels_in_id_order_and_moves_every_cursor() -> Non
         b.publish(f"b{i}")
     reg.drain()
     cursors = {a: a.start_cursor(None), b: b.start_cursor(None)}
-    lines, top = collect_mux(cursors, 1 << 20)
+    lines, top, _ = collect_mux(cursors, 1 << 20)
     rows = [json.loads(line) for line in lines]
     assert [r[0] for r in rows] == list(range(1, 11))
     assert rows[0] == [1, "a", "tick", "a0"]
     assert rows[1] == [2, "b", "message", "b0"]
     assert top == 10
     assert set(cursors.values()) == {10}
-    assert collect_mux(cursors, 1 << 20) == ([], 0)
+    assert collect_mux(cursors, 1 << 20) == ([], 0, 0)
 
 
 def test_collect_mux_cut_by_size_never_skips_an_event() -> None:
@@ -349,7 +347,7 @@ def test_collect_mux_cut_by_size_never_skips_an_event() -> None:
     cursors = {a: 0, b: 0}
     seen: list[int] = []
     while True:
-        lines, top = collect_mux(cursors, 500)
+        lines, top, _ = collect_mux(cursors, 500)
         if not lines:
             break
         seen += [json.loads(line)[0] for line in lines]
@@ -364,7 +362,7 @@ def test_collect_mux_reports_a_gap_then_continues_from_the_oldest_held() -> None
         ch.publish(str(i))
     reg.drain()
     cursors = {ch: 2}
-    lines, top = collect_mux(cursors, 1 << 20)
+    lines, top, _ = collect_mux(cursors, 1 << 20)
     rows = [json.loads(line) for line in lines]
     assert rows[0][2] == "sse_widget.gap"
     assert json.loads(rows[0][3]) == {"missed": 4}
@@ -377,10 +375,18 @@ def test_mux_lines_escape_newlines_and_unicode_safely() -> None:
     ch = reg.create("a")
     ch.publish('line1\nline2\r\n"quoted" \u2028 é', "type with space")
     reg.drain()
-    lines, _ = collect_mux({ch: 0}, 1 << 20)
+    lines, _, _ = collect_mux({ch: 0}, 1 << 20)
     assert "\n" not in lines[0]
     assert "\r" not in lines[0]
     assert json.loads(lines[0])[2:] == ["type with space", 'line1\nline2\r\n"quoted" \u2028 é']
+
+
+def test_collect_mux_says_how_many_gap_lines_lead() -> None:
+    a, b = interleaved(6, a_history=2, b_history=2)
+    lines, top, gaps = collect_mux({a: 1, b: 2}, 1 << 20)
+    assert gaps == 2
+    assert [json.loads(line)[2] for line in lines] == ["sse_widget.gap"] * 2 + ["message"] * 4
+    assert top == 12
 
 
 def test_closed_channels_drop_out_of_a_multiplexed_cursor() -> None:
@@ -390,7 +396,7 @@ def test_closed_channels_drop_out_of_a_multiplexed_cursor() -> None:
     reg.drain()
     reg.remove("b")
     cursors = {a: 0, b: 0}
-    lines, _ = collect_mux(cursors, 1 << 20)
+    lines, _, _ = collect_mux(cursors, 1 << 20)
     assert len(lines) == 1
     # Closed, but its last events may still be pending: kept until the server has drained
     # it and says so (ended).

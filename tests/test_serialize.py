@@ -50,6 +50,8 @@ def test_common_values_become_compact_json(value, text) -> None:
         ([1.0, (float("inf"), 2)], "[1.0,[null,2]]"),
         ({"a": np.array([1.0, np.nan])}, '{"a":[1.0,null]}'),
         ({"t": np.float32("nan")}, '{"t":null}'),
+        # as keys, JavaScript's names for them (the values still become null)
+        ({float("nan"): 1, float("-inf"): float("inf")}, '{"NaN":1,"-Infinity":null}'),
     ],
 )
 def test_nan_and_infinity_become_null_so_browsers_can_parse_the_event(value, text) -> None:
@@ -82,3 +84,15 @@ def test_data_nested_past_the_recursion_limit_is_a_type_error() -> None:
         deep = [deep]
     with pytest.raises(TypeError, match=r"cannot send list: .* nested deeper than"):
         to_text(deep)
+
+
+def test_an_int_too_long_to_write_is_a_type_error_saying_why() -> None:
+    with pytest.raises(TypeError, match=r"cannot send list: expected data JSON can hold; Exceeds"):
+        to_text([10**5000])
+
+
+def test_nan_in_a_container_that_holds_itself_is_still_a_type_error() -> None:
+    loop: list[object] = [float("nan")]
+    loop.append(loop)
+    with pytest.raises(TypeError, match=r"cannot send list: expected data JSON can hold; got one"):
+        to_text(loop)

@@ -63,8 +63,8 @@ DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_RETRY_MS = 1000
 # How many times one drain looks again for events published while it was sending.
 _DRAIN_ROUNDS = 8
-# Chunks one client writes before the others get a turn.
-_PUMP_CHUNKS = 8
+# Watermarks' worth of bytes one client writes before the others get a turn.
+_PUMP_WATERMARKS = 4
 # Seconds a connection may sit without sending a request's head (twice that for a body).
 _IDLE_TIMEOUT = 30.0
 # About the size of one multiplexed SSE message (a chunk holds several).
@@ -111,14 +111,16 @@ class _Client:
         """Write what is pending, a chunk (about one watermark) at a time.
 
         A chunk the socket takes whole is followed by the next at once; otherwise the
-        rest is queued and the flush's completion carries on. After a few chunks the
-        client lets the others and the loop have a turn: while a notebook sends, each
-        write lets it publish more, so one keeping-up reader could otherwise hold the
-        server thread for as long as the notebook sends.
+        rest is queued and the flush's completion carries on. After a few watermarks'
+        worth the client lets the others and the loop have a turn: while a notebook
+        sends, each write lets it publish more, so one keeping-up reader could otherwise
+        hold the server thread for as long as the notebook sends. (Counted in bytes, not
+        writes: a paced stream's small writes never wait for a turn of the loop.)
         """
         handler = self.handler
         commit = handler.server._commit
-        for _ in range(_PUMP_CHUNKS):
+        budget = _PUMP_WATERMARKS * handler.server.watermark
+        while budget > 0:
             commit()
             chunk = handler.collect(self)
             if chunk is None:
@@ -137,6 +139,7 @@ class _Client:
                 return
             if not self._send_now(stream, data):
                 return
+            budget -= len(data)
         self.busy = True  # nothing else writes meanwhile; the turn comes back below
         IOLoop.current().add_callback(self._resume)
 

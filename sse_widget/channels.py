@@ -558,7 +558,7 @@ class Channel:
         end = len(self._ids)
         if lo >= end:
             return b"", cursor
-        hi = self._cut(self._sse_sizes(end), lo, end, limit)
+        hi = self._cut(*self._sse_sizes(end), lo, end, limit)
         chunk = self._encode_sse(lo, hi).encode("utf-8")
         last = self._ids[hi - 1]
         self._sse_memo = (key, chunk, last)
@@ -595,7 +595,9 @@ class Channel:
             have = self._start
         if have < end:
             mux += self._encode_mux(have, end)
-        hi = self._cut(lambda a, b: map(len, mux[a:b]), lo, end, limit)
+        hi = self._cut(
+            lambda a, b: sum(map(len, mux[a:b])), lambda a, b: map(len, mux[a:b]), lo, end, limit
+        )
         return list(zip(self._ids[lo:hi], mux[lo:hi], strict=True)), self._ids[hi - 1]
 
     def _lines_of(self, types: list[str | None]) -> list[str]:
@@ -612,14 +614,24 @@ class Channel:
                 lines[ev] = f"event: {ev}\n{_DATA}"
         return list(map(lines.__getitem__, types))
 
-    def _sse_sizes(self, end: int) -> Callable[[int, int], Iterable[int]]:
-        """Sizes of the history's entries on the plain stream, for :meth:`_cut`.
+    def _sse_sizes(
+        self, end: int
+    ) -> tuple[Callable[[int, int], int], Callable[[int, int], Iterable[int]]]:
+        """The size of entries ``a:b`` on the plain stream, and each one's, for :meth:`_cut`.
 
         Exact but for the id, which counts as wide as the newest one (``end - 1``).
         """
         framing = len(str(self._ids[end - 1])) + _FRAMING
         untyped = framing + len(_DATA)
         wire, types = self._wire, self._types
+
+        def total(a: int, b: int) -> int:
+            # One pass at C speed over the data's lengths; types only when there are some.
+            size = sum(map(len, wire[a:b]))
+            some = types[a:b]
+            if some.count(None) == b - a:
+                return size + untyped * (b - a)
+            return size + framing * (b - a) + sum(map(len, self._lines_of(some)))
 
         def sizes(a: int, b: int) -> Iterable[int]:
             lengths = map(len, wire[a:b])
@@ -628,13 +640,20 @@ class Channel:
                 return map(untyped.__add__, lengths)
             return map(add, map(framing.__add__, lengths), map(len, self._lines_of(some)))
 
-        return sizes
+        return total, sizes
 
     @staticmethod
-    def _cut(sizes: Callable[[int, int], Iterable[int]], lo: int, end: int, limit: int) -> int:
+    def _cut(
+        total: Callable[[int, int], int],
+        sizes: Callable[[int, int], Iterable[int]],
+        lo: int,
+        end: int,
+        limit: int,
+    ) -> int:
         """The end of the slice from ``lo`` that first reaches ``limit`` characters.
 
-        ``sizes(a, b)`` gives the sizes of entries ``a:b``. At least one entry is taken.
+        ``total(a, b)`` gives the size of entries ``a:b``, ``sizes(a, b)`` each one's. At
+        least one entry is taken.
         """
         # Sizes are summed a block at a time at C speed, and only the block that reaches
         # the limit is looked at entry by entry, so a cut costs little more than a sum.
@@ -642,7 +661,7 @@ class Channel:
         hi = lo
         while hi < end:
             stop = min(end, hi + _CUT_BLOCK)
-            block = sum(sizes(hi, stop))
+            block = total(hi, stop)
             if size + block >= limit:
                 running = list(accumulate(sizes(hi, stop), initial=size))
                 return max(lo + 1, hi + bisect_left(running, limit))

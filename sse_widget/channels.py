@@ -221,8 +221,12 @@ class Channel:
         # GIL, and getting it back from a sending loop takes a hand-over (~5 ms) in which
         # the loop can publish tens of thousands more: with many readers, what waits
         # outside the bounded history would grow with them. One turn, no waiting for
-        # any reader: in the usual case the check is never true.
+        # any reader: in the usual case the check is never true. It compares ids, not
+        # len(_pending): the first send after a drain sets the id past which the pending
+        # events surely number over the cap, and a comparison costs a quarter of what a
+        # call to len() adds to every send.
         self._pending_cap = 2 * max_events + 10_000
+        self._yield_after = 0
         self._pending_types: dict[int, str] = {}
         self._held: list[Item] = []  # drained, but above an id not appended yet
         self._dirty = False
@@ -241,6 +245,13 @@ class Channel:
         self._sse_memo: tuple[tuple[int, int, int, int], bytes, int] | None = None
         self._mux: list[str] = []
         self._sizes: list[int] = []  # only with max_bytes
+        # The plain stream's size by batch (one per _append), as running totals: entry k
+        # is where batch k ends in the lists above and how many characters all batches
+        # up to it make, ids counted as wide as each batch's last. Entry 0 is the start
+        # of the first batch still listed. A reader that keeps up asks for whole batches,
+        # so a cut by size is a bisection, not a pass over every event's length.
+        self._batch_ends: list[int] = [0]
+        self._batch_chars: list[int] = [0]
         self._bytes = 0
         # Per-channel sequence numbers as runs of consecutive global ids, so that a cursor
         # (a global id) can be turned into "how many of our events came after it".
@@ -287,8 +298,9 @@ class Channel:
             self._pending_types[i] = event
         self._pending[i] = data
         if not self._dirty:
+            self._yield_after = i + self._pending_cap
             self._mark_dirty()
-        elif len(self._pending) > self._pending_cap:
+        elif i > self._yield_after:
             _yield_to_server()
         return i
 
@@ -308,6 +320,8 @@ class Channel:
         )
         self._pending.update(zip(ids, datas, strict=True))
         if not self._dirty:
+            if ids:
+                self._yield_after = ids[0] + self._pending_cap
             self._mark_dirty()
         return ids[-1] if ids else self.registry.ids.peek() - 1
 
@@ -423,6 +437,7 @@ class Channel:
         else:
             self._types += types
         joined = "".join(datas)
+        chars = len(joined)
         if "\n" in joined or "\r" in joined:
             datas = list(datas)
             for k, d in enumerate(datas):
@@ -430,8 +445,16 @@ class Channel:
                     # Each further line of the text goes on a "data:" line of its own.
                     self._raw[ids[k]] = d
                     datas[k] = f"\n{_DATA}".join(split_lines(d))
+            chars = sum(map(len, datas))
         self._ids += ids
         self._wire += datas
+        lines = len(_DATA) * n
+        if types is not None:  # "event: " + type + "\n" before the data, for those with one
+            typed = n - types.count(None)
+            lines += sum(map(len, filter(None, types))) + (len("event: \n") * typed)
+        framing = (len(str(ids[-1])) + _FRAMING) * n
+        self._batch_ends.append(len(self._ids))
+        self._batch_chars.append(self._batch_chars[-1] + chars + lines + framing)
         if self.max_bytes is not None:
             evs = types or [None] * n
             sizes = [len(d) + _OVERHEAD + len(ev or "") for ev, d in zip(evs, datas, strict=True)]
@@ -476,10 +499,16 @@ class Channel:
         if start > self._start and self._raw:
             self._forget_raw(ids[start])
         self._start = start
+        ends = self._batch_ends
+        gone = bisect_right(ends, start) - 1  # batches that end before the history starts
+        if gone > 0:
+            del ends[:gone]
+            del self._batch_chars[:gone]
         if start > 1024 and start * 2 > len(ids):
             # Compact: drop the dead prefix of every aligned list at once.
             for lst in (ids, self._types, self._wire, self._mux, self._sizes):
                 del lst[:start]
+            self._batch_ends = [e - start for e in ends]
             self._start = 0
 
     def _forget_raw(self, first: int) -> None:
@@ -558,7 +587,7 @@ class Channel:
         end = len(self._ids)
         if lo >= end:
             return b"", cursor
-        hi = self._cut(*self._sse_sizes(end), lo, end, limit)
+        hi = self._sse_cut(lo, end, limit)
         chunk = self._encode_sse(lo, hi).encode("utf-8")
         last = self._ids[hi - 1]
         self._sse_memo = (key, chunk, last)
@@ -614,6 +643,32 @@ class Channel:
                 lines[ev] = f"event: {ev}\n{_DATA}"
         return list(map(lines.__getitem__, types))
 
+    def _sse_cut(self, lo: int, end: int, limit: int) -> int:
+        """The end of the plain stream's slice from ``lo`` that first reaches ``limit``.
+
+        Whole batches are sized by their running totals. The slice ends at the edge of a
+        batch when whole batches make at least half the limit (as they do for a reader
+        that keeps up), else at the event that reaches it; only a batch that ``lo`` falls
+        inside, or that one, is sized event by event.
+        """
+        ends, chars = self._batch_ends, self._batch_chars
+        total, sizes = self._sse_sizes(end)
+        b = bisect_right(ends, lo)  # lo is in batch b: ends[b - 1] <= lo < ends[b]
+        if ends[b - 1] == lo:
+            base = chars[b - 1]
+        else:
+            head = total(lo, ends[b])
+            if head >= limit:
+                return self._cut(total, sizes, lo, ends[b], limit)
+            base = chars[b] - head  # as if the batches' totals were counted from lo
+        k = bisect_left(chars, base + limit, lo=b)  # batch k reaches the limit
+        if k == len(chars):
+            return end
+        if ends[k - 1] > lo and chars[k - 1] - base >= limit // 2:
+            return ends[k - 1]  # whole batches make half the limit or more: stop there
+        hi = self._cut(total, sizes, ends[k - 1], ends[k], limit, chars[k - 1] - base)
+        return max(lo + 1, hi)
+
     def _sse_sizes(
         self, end: int
     ) -> tuple[Callable[[int, int], int], Callable[[int, int], Iterable[int]]]:
@@ -649,15 +704,15 @@ class Channel:
         lo: int,
         end: int,
         limit: int,
+        size: int = 0,
     ) -> int:
         """The end of the slice from ``lo`` that first reaches ``limit`` characters.
 
-        ``total(a, b)`` gives the size of entries ``a:b``, ``sizes(a, b)`` each one's. At
-        least one entry is taken.
+        ``total(a, b)`` gives the size of entries ``a:b``, ``sizes(a, b)`` each one's, and
+        ``size`` what comes before ``lo``. At least one entry is taken.
         """
         # Sizes are summed a block at a time at C speed, and only the block that reaches
         # the limit is looked at entry by entry, so a cut costs little more than a sum.
-        size = 0
         hi = lo
         while hi < end:
             stop = min(end, hi + _CUT_BLOCK)

@@ -499,6 +499,54 @@ def test_plain_chunks_stay_within_the_limit_and_lose_nothing() -> None:
     assert min(sizes[:-1]) > 8192 // 3, "chunks far smaller than the limit"
 
 
+def test_plain_chunks_cut_where_the_limit_is_reached_from_any_cursor() -> None:
+    # Chunks are sized from per-batch running totals: check them against sizes counted
+    # event by event, over batches of every size, a history that trims and compacts,
+    # and cursors on batch edges and inside batches. A chunk ends at a batch's edge when
+    # whole batches make half the limit, else where the limit is reached. Ids keep
+    # five digits throughout, so the sizes are exact.
+    import random
+
+    rnd = random.Random(7)
+    reg = ChannelRegistry()
+    ch = reg.create("a", max_events=3000)
+    reg.ids.take_many(9_999)
+    reg.committed = 9_999
+    edges: set[str] = set()  # the last id of each batch
+    for _ in range(400):
+        for _ in range(rnd.choice((1, 2, 5, 40, 300))):
+            k = rnd.randrange(1000)
+            last = ch.publish("d" * (k % 90) + ("\nx" if k % 7 == 0 else ""), "t" * (k % 4) or None)
+        reg.drain()
+        edges.add(str(last))
+    held = ch.events()
+    assert int(held[0].id) > 10_000, "the history has trimmed"
+
+    def size(e: Event) -> int:  # as the plain stream writes it
+        head = f"event: {e.event}\n" if e.event != "message" else ""
+        return len(f"id: {e.id}\n{head}") + sum(len(f"data: {x}\n") for x in e.data.split("\n")) + 1
+
+    for limit in (1, 500, 4096, 30_000):
+        for start in [*rnd.sample(range(len(held)), 8), 0]:
+            cursor = int(held[start].id) - 1
+            want = held[start:]
+            got: list[Event] = []
+            while True:
+                chunk, last = ch.sse_after(cursor, limit)
+                if last == cursor:
+                    break
+                events = EventParser().feed(chunk)
+                sizes = [size(e) for e in events]
+                assert len(chunk) == sum(sizes)
+                if last != int(held[-1].id):
+                    least = limit // 2 if str(last) in edges else limit
+                    assert sum(sizes) >= least, "a chunk stopped short of the limit"
+                assert len(events) == 1 or sum(sizes[:-1]) < limit, "a chunk went past it"
+                got += events
+                cursor = last
+            assert [e.id for e in got] == [e.id for e in want]
+
+
 def test_a_long_event_goes_out_whole_in_a_chunk_of_its_own() -> None:
     reg = ChannelRegistry()
     ch = reg.create("a")

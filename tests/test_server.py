@@ -99,6 +99,25 @@ def test_stream_starts_with_retry_and_a_comment(server: EventServer) -> None:
     assert body.split(b"\r\n")[1] == b"retry: 1000\n: sse_widget\n"
 
 
+def test_an_http_1_0_reader_gets_the_stream_unchunked(server: EventServer) -> None:
+    # HTTP/1.0 has no chunked encoding: the events go out bare, closed by the connection.
+    ch = server.create_channel("s")
+    publish(ch, 3, "e")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"GET /streams/s?key={server.key} HTTP/1.0\r\n\r\n".encode())
+        data = b""
+        while b"data: e2\n\n" not in data:
+            data += sock.recv(4096)
+        publish(ch, 1, "live")
+        while b"data: live0\n\n" not in data:
+            data += sock.recv(4096)
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding" not in head
+    assert body.startswith(b"retry: 1000\n: sse_widget\n")
+    assert b"\r\n" not in body
+    assert body.count(b"\n\n") == 4
+
+
 def test_replay_with_last_event_id_header(server: EventServer, raw_sse) -> None:
     ch = server.create_channel("s")
     publish(ch, 5)

@@ -17,6 +17,30 @@ describe("LogView", () => {
     expect(el.childElementCount).toBe(2);
   });
 
+  it("rewrites every row in place when a batch replaces them all", () => {
+    const el = document.createElement("div");
+    const view = new LogView(el, { maxRows: 3 });
+    view.append([row(1, "a"), row(2, "b", "t"), row(3, "c")]);
+    const before = [...el.children];
+    el.children[1].click(); // opened: shows its data below, so it is built again
+    view.append([row(4, "d", "u"), row(5, '{"x": 1}'), row(6, "f"), row(7, "<i>g</i>")]);
+    const after = [...el.children];
+    expect(after.map((r) => r.dataset.id)).toEqual(["5", "6", "7"]);
+    expect(after.map((r) => r.querySelector(".sse-widget-data").textContent)).toEqual(['{"x": 1}', "f", "<i>g</i>"]);
+    expect(after.map((r) => r.dataset.type)).toEqual(["message", "message", "message"]);
+    expect(after[0]).toBe(before[0]);
+    expect(after[1]).not.toBe(before[1]);
+    expect(after[2]).toBe(before[2]);
+    expect(el.querySelector("i, .sse-widget-json")).toBeNull();
+    after[0].click(); // the row's data is the new row's
+    expect(el.querySelector(".sse-widget-json").textContent).toContain('"x": 1');
+    // A gap among them is built as a gap row.
+    view.append([row(8, "h"), { id: 9, type: "sse_widget.gap", gap: true, missed: 2, time: 0 }, row(10, "j")]);
+    expect(el.children[1].classList.contains("sse-widget-gap")).toBe(true);
+    expect(el.children[1].textContent).toContain("2 events missed");
+    expect(el.children[2].querySelector(".sse-widget-id").textContent.trim()).toBe("10");
+  });
+
   it("shows markup as text", () => {
     const el = document.createElement("div");
     new LogView(el).append([row(1, '<img src=x onerror="alert(1)">', "<b>t</b>")]);

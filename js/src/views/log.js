@@ -50,32 +50,58 @@ export class LogView {
 
   /** Append rows ({id, type, data, gap, missed, time}); only the last max_rows are kept. */
   append(rows) {
-    const doc = this.doc;
     const stick = this.el.scrollHeight - this.el.scrollTop - this.el.clientHeight < 24;
-    const frag = doc.createDocumentFragment();
     // Rows that would be trimmed at once are never built.
-    for (const row of rows.slice(-this.maxRows)) {
-      const r = doc.createElement("div");
-      r.className = row.gap ? "sse-widget-row sse-widget-gap" : "sse-widget-row";
-      r.dataset.id = String(row.id);
-      r.append(cell(doc, "sse-widget-time", `${clock(row.time ?? Date.now())}  `));
-      if (row.gap) {
-        const n = row.missed.toLocaleString("en-US");
-        r.append(cell(doc, "sse-widget-data", `${row.atLeast ? "at least " : ""}${n} events missed`));
-      } else {
-        r.dataset.type = row.type;
-        r.append(
-          cell(doc, "sse-widget-type", column(row.type, TYPE_WIDTH)),
-          cell(doc, "sse-widget-id", column(String(row.id), ID_WIDTH)),
-          cell(doc, "sse-widget-data", row.data),
-        );
-        this.rows.set(r, row);
-      }
-      frag.append(r);
+    const fresh = rows.slice(-this.maxRows);
+    if (fresh.length === this.maxRows && this.el.childElementCount === this.maxRows) {
+      // Every row is replaced (a fast stream does this in each batch): new text goes into
+      // the rows in place. Nothing is inserted or moved, so nothing needs styling again,
+      // and only the rows in view are laid out.
+      const kids = this.el.children;
+      fresh.forEach((row, k) => {
+        if (!row.gap && kids[k].childElementCount === 4) this.fill(kids[k], row);
+        else kids[k].replaceWith(this.build(row)); // a gap, or a row opened to show its data
+      });
+    } else {
+      const frag = this.doc.createDocumentFragment();
+      for (const row of fresh) frag.append(this.build(row));
+      this.el.append(frag);
+      this.trim();
     }
-    this.el.append(frag);
-    this.trim();
     if (stick) this.el.scrollTop = this.el.scrollHeight;
+  }
+
+  build(row) {
+    const doc = this.doc;
+    const r = doc.createElement("div");
+    r.className = row.gap ? "sse-widget-row sse-widget-gap" : "sse-widget-row";
+    r.dataset.id = String(row.id);
+    r.append(cell(doc, "sse-widget-time", `${clock(row.time ?? Date.now())}  `));
+    if (row.gap) {
+      const n = row.missed.toLocaleString("en-US");
+      r.append(cell(doc, "sse-widget-data", `${row.atLeast ? "at least " : ""}${n} events missed`));
+    } else {
+      r.dataset.type = row.type;
+      r.append(
+        cell(doc, "sse-widget-type", column(row.type, TYPE_WIDTH)),
+        cell(doc, "sse-widget-id", column(String(row.id), ID_WIDTH)),
+        cell(doc, "sse-widget-data", row.data),
+      );
+      this.rows.set(r, row);
+    }
+    return r;
+  }
+
+  /** Show `row` (a plain event) in `r`, the element of a plain event that is being pushed out. */
+  fill(r, row) {
+    r.dataset.id = String(row.id);
+    r.dataset.type = row.type;
+    const [time, type, id, data] = r.children;
+    time.textContent = `${clock(row.time ?? Date.now())}  `;
+    type.textContent = column(row.type, TYPE_WIDTH);
+    id.textContent = column(String(row.id), ID_WIDTH);
+    data.textContent = row.data;
+    this.rows.set(r, row);
   }
 
   /** Show or hide a row's data pretty-printed under it. */

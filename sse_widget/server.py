@@ -33,7 +33,9 @@ import logging
 import math
 import os
 import secrets
+import selectors
 import socket
+import sys
 import threading
 from bisect import bisect_left
 from collections.abc import Callable
@@ -72,6 +74,8 @@ _IDLE_TIMEOUT = 30.0
 _MUX_MESSAGE = 64 << 10
 # How many times (10 ms apart) closing a stream waits for an event still on its way.
 _CLOSE_WAITS = 50
+# Whether this Python has a GIL (free-threaded builds have none).
+_GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 # Scatter-gather sends (not on Windows): a chunk's framing is not copied around its data.
 _SENDMSG = hasattr(socket.socket, "sendmsg")
 
@@ -228,6 +232,39 @@ class _Client:
         if size is None:
             raise RuntimeError("this Tornado does not say how much a stream has queued")
         return size
+
+
+class _DrainingSelector(selectors.DefaultSelector):
+    """The server loop's selector: it sends what was published right before and after a wait.
+
+    While a notebook computes, each time the server thread lets go of the GIL, getting it
+    back takes a hand-over (up to 5 ms, Python's switch interval). The loop lets go of it
+    on each of its own system calls: the wait, then reading its wake-up pipe, then the
+    next wait. An event published in that stretch waited for all of them (10-20 ms) before
+    the callback that sends it ran. Drained here, it goes out after one hand-over at most.
+    """
+
+    def __init__(self, drain: Callable[[], None], pending: Callable[[], bool]) -> None:
+        super().__init__()
+        self._drain = drain
+        self._pending = pending
+        # True while the thread may be asleep in the wait: only then does a publisher
+        # need to wake it (a wake-up costs the loop two more system calls to read).
+        self.waiting = False
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self._drain()
+        self.waiting = True
+        try:
+            # Set before this last look: a publisher that found it unset stored its event
+            # first, so the event is seen here; any later one sees it set and wakes us.
+            if self._pending():
+                timeout = 0
+            ready = super().select(timeout)
+        finally:
+            self.waiting = False
+        self._drain()
+        return ready
 
 
 def _unsent(stream: object) -> int | None:
@@ -745,6 +782,7 @@ class EventServer:
         self.clients: set[_Client] = set()
         self.registry = ChannelRegistry(self._wake, self._wake_later)
         self._ioloop: IOLoop | None = None
+        self._selector: _DrainingSelector | None = None  # None: always wake (Windows)
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._stopping: asyncio.Event | None = None
@@ -814,7 +852,16 @@ class EventServer:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            if sys.platform == "win32":  # asyncio's default there is the proactor loop
+                asyncio.run(self._main())
+            else:
+                self._selector = _DrainingSelector(self._drain_if_dirty, self._has_news)
+                loop = asyncio.SelectorEventLoop(self._selector)
+                try:
+                    loop.run_until_complete(self._main())
+                finally:
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
         except BaseException as exc:  # reported to start()'s caller
             self._error = exc
             self._ready.set()
@@ -898,6 +945,13 @@ class EventServer:
         self._ioloop.add_callback(fn, *args)
 
     def _wake(self) -> None:
+        # Called by a publisher after it stored its event and marked the registry dirty.
+        # A server thread that is not waiting in its selector looks at the registry
+        # before it next waits (_DrainingSelector), so only a waiting one is woken.
+        # (Without a GIL, the order of the two threads' steps is not assured: always wake.)
+        selector = self._selector
+        if selector is not None and not selector.waiting and _GIL:
+            return
         loop = self._ioloop
         if loop is not None:
             loop.add_callback(self._drain)
@@ -924,6 +978,18 @@ class EventServer:
                     sub.notify()
             if not registry.dirty:
                 return
+
+    def _drain_if_dirty(self) -> None:
+        # Called by the loop's selector just before and just after it waits (server thread),
+        # where an error would stop the loop: it is logged, as the loop logs a callback's.
+        if self.registry.dirty:
+            try:
+                self._drain()
+            except Exception:
+                log.exception("sse_widget: sending published events failed")
+
+    def _has_news(self) -> bool:
+        return bool(self.registry.dirty)
 
     def _commit(self) -> None:
         """Move what was published into the histories now, writing nothing (server thread).

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import pathlib
 import resource
+import selectors
 import socket
 import subprocess
 import sys
@@ -1319,3 +1320,23 @@ def test_the_server_stops_cleanly_at_interpreter_exit(tmp_path: pathlib.Path) ->
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.splitlines() == ["thread alive: False", "reader saw the end: True"], out
+
+
+def test_the_server_selector_does_not_sleep_on_news_it_was_not_woken_for() -> None:
+    # A publisher wakes the server thread only while it waits in its selector; news that
+    # came just before the wait must make the wait return at once, or it would sit there
+    # until the next tick.
+    drained: list[str] = []
+    news = [True]
+    sel = server_module._DrainingSelector(lambda: drained.append("drain"), lambda: news[0])
+    a, b = socket.socketpair()
+    with sel, a, b:
+        sel.register(a, selectors.EVENT_READ)
+        t0 = time.monotonic()
+        assert sel.select(30) == []
+        assert time.monotonic() - t0 < 5, "the selector slept although there was news"
+        assert drained == ["drain", "drain"]
+        assert sel.waiting is False
+        news[0] = False
+        b.send(b"x")  # without news, it waits for its sockets as any selector does
+        assert [key.fileobj for key, _ in sel.select(30)] == [a]

@@ -56,6 +56,9 @@ MAX_EVENT_TYPE = 256
 GAP_EVENT = "sse_widget.gap"
 
 _DEFAULT_HISTORY = 10_000
+#: Whether this Python has a GIL (a free-threaded build has none): without one, steps of
+#: two threads are not atomic or ordered as they are with it.
+GIL_ENABLED: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 # time.sleep(0) lets go of the GIL, so a thread that waits for it gets a turn.
 _yield_to_server = functools.partial(time.sleep, 0)
 # Beyond this many runs of consecutive ids (16 bytes each; a stream whose events alternate
@@ -98,8 +101,18 @@ _TAILS = {
 }
 _ID_LINES = {after: ("{}\n" + after).format for after in ("", _DATA)}
 _BLANK = "\n\n"
+_EVENT_LINE = "event: {}\n"  # before the "data: " of an event with a type
+_EVENT_FRAMING = len(_EVENT_LINE.format(""))
 # Per event on the plain stream, besides the data and the event line: "id: " + "\n" + "\n\n".
 _FRAMING = 7
+
+
+def _event_lines_size(types: list[str | None]) -> int:
+    """How many characters the ``event:`` lines of events with these types make."""
+    typed = len(types) - types.count(None)
+    if not typed:
+        return 0
+    return sum(map(len, filter(None, types))) + _EVENT_FRAMING * typed
 
 
 def check_user_event(event: str) -> str:
@@ -448,13 +461,11 @@ class Channel:
             chars = sum(map(len, datas))
         self._ids += ids
         self._wire += datas
-        lines = len(_DATA) * n
-        if types is not None:  # "event: " + type + "\n" before the data, for those with one
-            typed = n - types.count(None)
-            lines += sum(map(len, filter(None, types))) + (len("event: \n") * typed)
-        framing = (len(str(ids[-1])) + _FRAMING) * n
+        size = chars + (len(str(ids[-1])) + _FRAMING + len(_DATA)) * n
+        if types is not None:
+            size += _event_lines_size(types)
         self._batch_ends.append(len(self._ids))
-        self._batch_chars.append(self._batch_chars[-1] + chars + lines + framing)
+        self._batch_chars.append(self._batch_chars[-1] + size)
         if self.max_bytes is not None:
             evs = types or [None] * n
             sizes = [len(d) + _OVERHEAD + len(ev or "") for ev, d in zip(evs, datas, strict=True)]
@@ -640,7 +651,7 @@ class Channel:
                 lines[None] = _DATA
                 new.discard(None)
             for ev in new:
-                lines[ev] = f"event: {ev}\n{_DATA}"
+                lines[ev] = _EVENT_LINE.format(ev) + _DATA
         return list(map(lines.__getitem__, types))
 
     def _sse_cut(self, lo: int, end: int, limit: int) -> int:
@@ -681,12 +692,8 @@ class Channel:
         wire, types = self._wire, self._types
 
         def total(a: int, b: int) -> int:
-            # One pass at C speed over the data's lengths; types only when there are some.
-            size = sum(map(len, wire[a:b]))
-            some = types[a:b]
-            if some.count(None) == b - a:
-                return size + untyped * (b - a)
-            return size + framing * (b - a) + sum(map(len, self._lines_of(some)))
+            # One pass at C speed over the data's lengths, and one over the types.
+            return sum(map(len, wire[a:b])) + untyped * (b - a) + _event_lines_size(types[a:b])
 
         def sizes(a: int, b: int) -> Iterable[int]:
             lengths = map(len, wire[a:b])
@@ -770,7 +777,7 @@ class IdSequence:
 
     def __init__(self, *, locked: bool | None = None) -> None:
         if locked is None:
-            locked = not getattr(sys, "_is_gil_enabled", lambda: True)()
+            locked = not GIL_ENABLED
         self.locked = locked
         self._count = itertools.count(1)
         self._guard: AbstractContextManager[object] = (

@@ -51,7 +51,14 @@ from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
-from .channels import GAP_EVENT, Channel, ChannelRegistry, check_user_event, collect_mux
+from .channels import (
+    GAP_EVENT,
+    GIL_ENABLED,
+    Channel,
+    ChannelRegistry,
+    check_user_event,
+    collect_mux,
+)
 from .errors import EncodeError, shown
 from .protocol import check_id, check_text
 from .serialize import to_text
@@ -74,8 +81,6 @@ _IDLE_TIMEOUT = 30.0
 _MUX_MESSAGE = 64 << 10
 # How many times (10 ms apart) closing a stream waits for an event still on its way.
 _CLOSE_WAITS = 50
-# Whether this Python has a GIL (free-threaded builds have none).
-_GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 # Scatter-gather sends (not on Windows): a chunk's framing is not copied around its data.
 _SENDMSG = hasattr(socket.socket, "sendmsg")
 
@@ -950,7 +955,7 @@ class EventServer:
         # before it next waits (_DrainingSelector), so only a waiting one is woken.
         # (Without a GIL, the order of the two threads' steps is not assured: always wake.)
         selector = self._selector
-        if selector is not None and not selector.waiting and _GIL:
+        if selector is not None and not selector.waiting and GIL_ENABLED:
             return
         loop = self._ioloop
         if loop is not None:

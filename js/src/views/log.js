@@ -7,6 +7,8 @@ import { prettyData } from "../json.js";
 // inline text, which lays out several times faster when thousands of rows a second arrive.
 const TYPE_WIDTH = 14;
 const ID_WIDTH = 8;
+// The cells of a plain event's row, in order (a gap's row has only time and data).
+const PLAIN_CELLS = ["sse-widget-time", "sse-widget-type", "sse-widget-id", "sse-widget-data"];
 
 function column(text, width) {
   // Shorter text is padded; longer text is shown whole (and pushes the rest along).
@@ -59,7 +61,7 @@ export class LogView {
       // and only the rows in view are laid out.
       const kids = this.el.children;
       fresh.forEach((row, k) => {
-        if (!row.gap && kids[k].childElementCount === 4) this.fill(kids[k], row);
+        if (!row.gap && kids[k].childElementCount === PLAIN_CELLS.length) this.fill(kids[k], row);
         else kids[k].replaceWith(this.build(row)); // a gap, or a row opened to show its data
       });
     } else {
@@ -74,25 +76,23 @@ export class LogView {
   build(row) {
     const doc = this.doc;
     const r = doc.createElement("div");
-    r.className = row.gap ? "sse-widget-row sse-widget-gap" : "sse-widget-row";
-    r.dataset.id = String(row.id);
-    r.append(cell(doc, "sse-widget-time", `${clock(row.time ?? Date.now())}  `));
     if (row.gap) {
+      r.className = "sse-widget-row sse-widget-gap";
+      r.dataset.id = String(row.id);
       const n = row.missed.toLocaleString("en-US");
-      r.append(cell(doc, "sse-widget-data", `${row.atLeast ? "at least " : ""}${n} events missed`));
-    } else {
-      r.dataset.type = row.type;
       r.append(
-        cell(doc, "sse-widget-type", column(row.type, TYPE_WIDTH)),
-        cell(doc, "sse-widget-id", column(String(row.id), ID_WIDTH)),
-        cell(doc, "sse-widget-data", row.data),
+        cell(doc, "sse-widget-time", `${clock(row.time ?? Date.now())}  `),
+        cell(doc, "sse-widget-data", `${row.atLeast ? "at least " : ""}${n} events missed`),
       );
-      this.rows.set(r, row);
+      return r;
     }
+    r.className = "sse-widget-row";
+    r.append(...PLAIN_CELLS.map((cls) => cell(doc, cls, "")));
+    this.fill(r, row);
     return r;
   }
 
-  /** Show `row` (a plain event) in `r`, the element of a plain event that is being pushed out. */
+  /** Show `row`, a plain event, in `r`: a plain event's row, new or being pushed out. */
   fill(r, row) {
     r.dataset.id = String(row.id);
     r.dataset.type = row.type;

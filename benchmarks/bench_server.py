@@ -50,7 +50,8 @@ class RawCeiling:
         self.clients: list[socket.socket] = []
         self.buf: list[bytes] = []
         self.cv = threading.Condition()
-        self.pending = False
+        self.pending = False  # a wake-up is on its way to the sleeping pump
+        self.sleeping = False  # the pump is waiting (or about to) on an empty buffer
         self.stopping = False
         threading.Thread(target=self._accept, daemon=True).start()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -72,14 +73,20 @@ class RawCeiling:
         buf = self.buf
         while not self.stopping:
             with self.cv:
+                # Say "sleeping" before looking at the buffer: a producer appends, then
+                # looks at the flags, so either the pump sees the event or the producer sees
+                # the pump asleep and wakes it (its notify waits for this lock, which
+                # wait() releases). No send can be left waiting for the timeout.
+                self.pending = False
+                self.sleeping = True
                 while not buf and not self.stopping:
                     self.cv.wait(0.05)
-                self.pending = False
+                self.sleeping = False
                 clients = list(self.clients)
             # Take a prefix by length: the producer only appends, so nothing is lost and
             # send() needs no lock (as cheap as a ceiling's producer can be).
             n = len(buf)
-            data = b"".join(buf[:n])
+            data = self._batch(buf[:n])
             del buf[:n]
             for c in clients:
                 try:
@@ -88,9 +95,12 @@ class RawCeiling:
                     with self.cv:
                         self.clients.remove(c)
 
+    def _batch(self, events: list[Any]) -> bytes:
+        return b"".join(events)
+
     def send(self, s: str) -> None:
         self.buf.append(b"data: " + s.encode() + b"\n\n")
-        if not self.pending:
+        if self.sleeping and not self.pending:
             self.pending = True
             with self.cv:
                 self.cv.notify()
@@ -103,6 +113,22 @@ class RawCeiling:
         self.lsock.close()
         for c in self.clients:
             c.close()
+
+
+class BatchEncodedCeiling(RawCeiling):
+    """Reference only: the ceiling with text appended and each batch encoded in one call."""
+
+    name = "batch ceiling"
+
+    def _batch(self, events: list[Any]) -> bytes:
+        return "".join(events).encode()
+
+    def send(self, s: str) -> None:
+        self.buf.append("data: " + s + "\n\n")
+        if self.sleeping and not self.pending:
+            self.pending = True
+            with self.cv:
+                self.cv.notify()
 
 
 class NaiveTornado:
@@ -318,17 +344,31 @@ def settle() -> None:
     gc.collect()
 
 
-def throughput(srv: Any, n: int, clients: int = 1) -> tuple[float, int]:
-    """Events/s delivered to every client, and how many deliveries were lost."""
+def stuck_reader(srv: Any) -> socket.socket:
+    """A client that asks for the stream and then never reads a byte of it."""
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(f"GET {srv.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return s
+
+
+def throughput(srv: Any, n: int, clients: int = 1, stuck: int = 0) -> tuple[float, int]:
+    """Events/s delivered to every client, and how many deliveries were lost.
+
+    ``stuck`` more clients connect first and never read: they must cost the others nothing.
+    """
     settle()
+    held = [stuck_reader(srv) for _ in range(stuck)]
     proc = start_client("fanout", "127.0.0.1", srv.port, srv.path, n, clients)
-    wait_connected(srv, clients)
+    wait_connected(srv, clients + stuck)
     payload = '{"i": 12345, "loss": 0.123456}'
     send = srv.send
     t0 = time.time()
     for _ in range(n):
         send(payload)
     res = result(proc)
+    for h in held:
+        h.close()
     elapsed = res["end"] - t0
     lost = sum(max(0, n - r) for r in res["received"])
     return n * clients / elapsed, lost
@@ -418,6 +458,7 @@ def main() -> None:
     servers: list[tuple[Callable[[], Any], int]] = [
         (RawCeiling, n_fast),
         (lambda: Ours(history=n_fast), n_fast),
+        (BatchEncodedCeiling, n_fast),
         (CoalescingTornado, n_fast),
         (NaiveTornado, n_slow),
         (SseStarlette, n_slow),
@@ -444,6 +485,19 @@ def main() -> None:
             flush=True,
         )
         srv.stop()
+
+    # The same burst with one more client that never reads (sse_widget only: the ceiling's
+    # blocking sendall would wait on it for ever, which is the point of not being a ceiling).
+    stuck_rates = []
+    for _ in range(reps):
+        srv = Ours(history=n_fast)
+        rate, lost = throughput(srv, n_fast, stuck=1)
+        stuck_rates.append(rate)
+        if lost:
+            print(f"  sse_widget with a stuck reader: lost {lost} events", flush=True)
+        srv.stop()
+    record("sse_widget", "stuck_throughput", statistics.median(stuck_rates))
+    print(f"  sse_widget, one reader stuck: {fmt(statistics.median(stuck_rates))} ev/s", flush=True)
 
     # Fan-out: 100 clients, the same history rule as above.
     for cls, n in (
@@ -503,6 +557,16 @@ def main() -> None:
             f"{label:<34}{ratio:>8.2f}x   target >= {target}x   "
             f"{'PASS' if ratio >= target else 'MISS'}"
         )
+    references = [
+        (
+            "throughput vs batch-encoded ceiling",
+            ours_r["throughput"] / rows["batch ceiling"]["throughput"],
+        ),
+        ("throughput vs bare tornado", ours_r["throughput"] / rows["bare tornado"]["throughput"]),
+        ("with a stuck reader vs without", ours_r["stuck_throughput"] / ours_r["throughput"]),
+    ]
+    for label, ratio in references:
+        print(f"{label:<34}{ratio:>8.2f}x   (reference, no target)")
     p99_ratio = ours_r["p99_ms"] / raw_r["p99_ms"]
     print(
         f"{'latency p99 vs raw ceiling':<34}{p99_ratio:>8.2f}x   target <= 2x    "

@@ -400,7 +400,8 @@ class _Handler(_JSONErrors):
         self.set_header("X-Accel-Buffering", "no")
         client = _Client(self, cursors, single)
         self._client = client
-        for ch in cursors:
+        subscribed = list(cursors)  # a stream closed meanwhile leaves `cursors`, not this
+        for ch in subscribed:
             ch.subscribers.add(client)
         server.clients.add(client)
         try:
@@ -411,7 +412,7 @@ class _Handler(_JSONErrors):
             await client.done
         finally:
             client.closed = True
-            for ch in cursors:
+            for ch in subscribed:
                 ch.subscribers.discard(client)
             server.clients.discard(client)
 

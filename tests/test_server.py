@@ -715,6 +715,27 @@ def test_a_closed_stream_is_delivered_whole_on_the_mux_too(server: EventServer, 
     assert rows[-1][1:] == ["b", "message", "after"]  # the other stream goes on
 
 
+def test_a_mux_reader_of_a_closed_stream_is_forgotten_when_it_leaves(
+    server: EventServer, raw_sse
+) -> None:
+    # The closed stream is dropped from the reader's cursors; the reader must still be
+    # dropped from that stream's subscribers when it goes, or the stream holds it for good.
+    a, b = server.create_channel("a"), server.create_channel("b")
+    r = raw_sse(server, f"/events?key={server.key}&streams=a,b")
+    wait_for(lambda: len(server.clients) == 1)
+    a.publish("last")
+    server.remove_channel("a")
+    b.publish("after")
+    rows: list[list] = []
+    while len(rows) < 2:
+        rows += mux_rows(r.read_events(1))
+    (client,) = server.clients
+    wait_for(lambda: a not in client.cursors, what="the closed stream dropped from the reader")
+    r.close()
+    wait_for(lambda: not server.clients, what="the reader gone")
+    assert (a.subscribers, b.subscribers) == (set(), set())
+
+
 def test_mux_messages_stay_small_so_a_flaky_reader_progresses(server: EventServer, raw_sse) -> None:
     # An event is dispatched only when its whole message arrived, and the message id is
     # where a reconnect resumes: a watermark-sized message could never get through to a

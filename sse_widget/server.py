@@ -38,7 +38,7 @@ import socket
 import sys
 import threading
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from itertools import accumulate
 from types import TracebackType
 from typing import Any
@@ -256,14 +256,30 @@ class _DrainingSelector(selectors.DefaultSelector):
         # True while the thread may be asleep in the wait: only then does a publisher
         # need to wake it (a wake-up costs the loop two more system calls to read).
         self.waiting = False
+        self._queues: tuple[Sized, ...] = ()
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Know ``loop``'s queues of callbacks and timers, to see what a drain adds to them.
+
+        The loop worked out how long to wait before it called :meth:`select`; a callback
+        or timer the drain just added (a reader's next turn, a retry) would wait out that
+        old timeout, up to the 1 s tick. These are asyncio's private queues, read with a
+        fallback: without them the selector only loses that shortcut.
+        """
+        queues = (getattr(loop, "_ready", None), getattr(loop, "_scheduled", None))
+        self._queues = tuple(q for q in queues if isinstance(q, Sized))
+
+    def _queued(self) -> int:
+        return sum(map(len, self._queues))
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        queued = self._queued()
         self._drain()
         self.waiting = True
         try:
             # Set before this last look: a publisher that found it unset stored its event
             # first, so the event is seen here; any later one sees it set and wakes us.
-            if self._pending():
+            if self._pending() or self._queued() != queued:
                 timeout = 0
             ready = super().select(timeout)
         finally:
@@ -863,6 +879,7 @@ class EventServer:
             else:
                 self._selector = _DrainingSelector(self._drain_if_dirty, self._has_news)
                 loop = asyncio.SelectorEventLoop(self._selector)
+                self._selector.watch(loop)
                 try:
                     loop.run_until_complete(self._main())
                 finally:

@@ -1367,3 +1367,23 @@ def test_the_server_selector_does_not_sleep_on_news_it_was_not_woken_for() -> No
         news[0] = False
         b.send(b"x")  # without news, it waits for its sockets as any selector does
         assert [key.fileobj for key, _ in sel.select(30)] == [a]
+
+
+def test_the_server_selector_does_not_sleep_on_work_its_drain_queued() -> None:
+    # The loop chose its timeout before the selector's first drain ran; a callback or a
+    # timer that drain added (a reader's next turn, a retry) must not wait that timeout out.
+    sel = server_module._DrainingSelector(lambda: None, lambda: False)
+    loop = asyncio.SelectorEventLoop(sel)
+    try:
+        sel.watch(loop)
+        for queue_work in (lambda: loop.call_soon(print), lambda: loop.call_later(0.002, print)):
+            sel._drain = queue_work
+            t0 = time.monotonic()
+            sel.select(10)
+            assert time.monotonic() - t0 < 5, "the selector slept on work its drain queued"
+        sel._drain = lambda: None
+        t0 = time.monotonic()
+        sel.select(0.3)  # with nothing queued, it waits as the loop asked
+        assert time.monotonic() - t0 >= 0.25
+    finally:
+        loop.close()

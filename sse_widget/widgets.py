@@ -133,7 +133,16 @@ class EventStream(anywidget.AnyWidget):
         # own send() keeps it.
         if type(self).send is _SEND:
             self.__dict__["send"] = channel.publish
-        super().__init__(view=view, title=title, max_rows=max_rows, transport=transport, **kwargs)
+        try:
+            super().__init__(
+                view=view, title=title, max_rows=max_rows, transport=transport, **kwargs
+            )
+        except BaseException:
+            # A bad trait (title=5, an unknown keyword) must not leave the name taken by a
+            # stream nobody holds and so nobody can close.
+            server.remove_channel(channel.name)
+            self._closed = True  # nothing left for close() (or ipywidgets' __del__) to do
+            raise
         self.set_trait("stream", channel.name)
         self.set_trait("server_url", server.url)
         self.set_trait("port", server.port)

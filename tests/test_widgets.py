@@ -13,6 +13,7 @@ from unittest import mock
 
 import httpx
 import pytest
+import traitlets
 from helpers import live_count, wait_for
 
 from sse_widget import EventStream, SSEError
@@ -237,6 +238,15 @@ def test_context_manager_closes() -> None:
 def test_bad_arguments_are_explained(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         EventStream(**kwargs)
+
+
+def test_a_bad_trait_leaves_the_name_free() -> None:
+    # The channel is made before the widget's traits are checked; a refused trait must
+    # not leave the name held by a stream that nobody has and nobody can close.
+    with pytest.raises(traitlets.TraitError, match="title"):
+        EventStream(name="held-by-nobody", title=5)
+    with EventStream(name="held-by-nobody") as s:
+        assert s.name == "held-by-nobody"
 
 
 def test_transport_comes_from_the_environment(monkeypatch) -> None:

@@ -159,6 +159,11 @@ class Publisher:
                     detail = json.loads(payload)["error"]
                 except (ValueError, KeyError, TypeError):
                     detail = payload[:2048].decode("utf-8", "replace")
+                if resp.status == 403:  # the answer has no body: say what it means here
+                    detail = (
+                        "the server refused this publisher's key (a restarted kernel has a "
+                        "new one): make a new publisher with stream.publisher()"
+                    )
                 raise SSEError(
                     f"publishing to stream {self.stream!r} failed with HTTP {resp.status}: {detail}"
                 )

@@ -35,7 +35,7 @@ def test_publisher_reports_server_errors(server: EventServer) -> None:
     server.create_channel("s")
     with pytest.raises(SSEError, match="HTTP 404: no stream named 'nope'"):
         Publisher(server.local_url, server.key, "nope").send("x")
-    with pytest.raises(SSEError, match="HTTP 403"):
+    with pytest.raises(SSEError, match=r"HTTP 403: the server refused this publisher.s key"):
         Publisher(server.local_url, "bad", "s").send("x")
 
 

@@ -64,8 +64,13 @@ _yield_to_server = functools.partial(time.sleep, 0)
 # Beyond this many runs of consecutive ids (16 bytes each; a stream whose events alternate
 # with another's makes one run per event) the oldest half is forgotten, rather than memory
 # growing without end. A cursor older than every run kept then gets a lower bound for its
-# missed count, and its gap event says so ("at_least": true).
+# missed count, and its gap event says so ("at_least": true). A channel keeps at most
+# _RUNS_PER_EVENT runs per event of its history (at least _MIN_RUNS), so that what it
+# keeps is bounded by its history too: 20 interleaved streams of 1,000 events each would
+# otherwise hold 8 MiB of runs apiece.
 _MAX_RUNS = 1 << 19
+_RUNS_PER_EVENT = 4
+_MIN_RUNS = 1 << 12
 # Idempotency keys remembered per channel, so a publisher's retried POST lands once.
 _MAX_KEYS = 4_096
 # How long a drain waits for an event whose id was taken but never appended, and how
@@ -270,6 +275,7 @@ class Channel:
         # (a global id) can be turned into "how many of our events came after it".
         self._run_ids = array("q")
         self._run_seqs = array("q")
+        self._max_runs = min(_MAX_RUNS, max(_RUNS_PER_EVENT * max_events, _MIN_RUNS))
         self._runs_cut = False  # the oldest runs were forgotten
         self._total = 0
         self._last_counted = -1
@@ -492,8 +498,8 @@ class Channel:
                 prev = i
                 total += 1
             self._last_counted, self._total = prev, total
-        if len(run_ids) > _MAX_RUNS:
-            cut = len(run_ids) - _MAX_RUNS // 2  # one batch may have added many
+        if len(run_ids) > self._max_runs:
+            cut = len(run_ids) - self._max_runs // 2  # one batch may have added many
             del run_ids[:cut]
             del run_seqs[:cut]
             self._runs_cut = True
@@ -542,7 +548,7 @@ class Channel:
         """How many events after ``cursor`` the history no longer holds.
 
         Exact, unless the cursor is older than every run of ids still counted (see
-        :data:`_MAX_RUNS`): then it is a lower bound.
+        :data:`_MAX_RUNS`, a few per event of the history): then it is a lower bound.
         """
         held_from = self._total - len(self)
         return max(0, held_from - self._count_upto(cursor))

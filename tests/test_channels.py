@@ -305,11 +305,20 @@ def test_gap_count_survives_a_burst_larger_than_the_history() -> None:
 
 
 def test_gap_count_stays_exact_for_streams_that_interleave() -> None:
-    # Alternating streams make one run of ids per event: 150k events, 75k runs each.
-    a, b = interleaved(75_000, a_history=10, b_history=10, drain_every=5000)
-    assert a.gap_after(0) == '{"missed": 74990}'
-    assert a.gap_after(100_000) == '{"missed": 24990}'  # a's ids 100001, 100003, ... 149979
+    # Alternating streams make one run of ids per event: 150k events, 75k runs each. A
+    # history of 20,000 keeps up to 80,000 runs, so every count here is exact.
+    a, b = interleaved(75_000, a_history=20_000, b_history=20_000, drain_every=5000)
+    assert a.gap_after(0) == '{"missed": 55000}'
+    assert a.gap_after(100_000) == '{"missed": 5000}'  # a's ids 100001, 100003, ... 149999
     assert b.gap_after(149_980) == ""
+
+
+def test_the_runs_a_channel_keeps_are_bounded_by_its_history() -> None:
+    # Without that bound, many small interleaved streams would each keep 8 MiB of runs.
+    a, _ = interleaved(50_000, a_history=10, b_history=10, drain_every=5000)
+    assert len(a._run_ids) <= channels._MIN_RUNS
+    assert json.loads(a.gap_after(0)) == {"missed": a.missed_after(0), "at_least": True}
+    assert a.gap_after(99_000) == '{"missed": 490}'  # recent cursors are still exact
 
 
 def test_a_gap_count_beyond_the_runs_kept_says_it_is_a_lower_bound(monkeypatch) -> None:

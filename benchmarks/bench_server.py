@@ -48,7 +48,7 @@ class RawCeiling:
         self.port = self.lsock.getsockname()[1]
         self.path = "/"
         self.clients: list[socket.socket] = []
-        self.buf: list[bytes] = []
+        self.buf: list[Any] = []  # bytes here, text in BatchEncodedCeiling
         self.cv = threading.Condition()
         self.pending = False  # a wake-up is on its way to the sleeping pump
         self.sleeping = False  # the pump is waiting (or about to) on an empty buffer

@@ -96,7 +96,8 @@ class Publisher:
 
         Every pair is checked before anything is sent, so bad input publishes nothing.
         A long batch goes in several requests of at most :data:`BATCH_EVENTS` events and
-        about :data:`BATCH_BYTES` bytes, each all or nothing at the server.
+        about :data:`BATCH_BYTES` bytes, each all or nothing at the server (but for a
+        ``close()`` of the stream that overtakes one: the error then says which went out).
 
         Raises
         ------

@@ -59,7 +59,7 @@ from .channels import (
     check_user_event,
     collect_mux,
 )
-from .errors import EncodeError, shown
+from .errors import EncodeError, SSEError, shown
 from .protocol import check_id, check_text
 from .serialize import to_text
 
@@ -568,12 +568,21 @@ class _StreamHandler(_Handler):
                 )
         except (ValueError, TypeError) as exc:
             return self.fail(400, str(exc))
-        ids = []
-        for data, event, key in items:
-            if key is None:
-                ids.append(ch.publish(data, event))
-            else:
-                ids.append(ch.publish_once(key, data, event))
+        ids: list[int] = []
+        try:
+            for data, event, key in items:
+                if key is None:
+                    ids.append(ch.publish(data, event))
+                else:
+                    ids.append(ch.publish_once(key, data, event))
+        except SSEError:
+            # The body was checked above, so only a close() since the lookup refuses it.
+            # The answer says which events went out before, so a caller can account for them.
+            return self.fail(
+                404,
+                f"stream {name!r} was closed while this request was being published: "
+                f"{len(ids)} of {len(items)} events went out before it closed (ids {ids})",
+            )
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"ids": ids}))
         return None

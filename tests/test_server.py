@@ -570,6 +570,21 @@ def test_unknown_stream_is_404(server: EventServer) -> None:
     assert r.json()["error"] == "no stream named 'nope'"
 
 
+def test_a_post_that_races_close_is_404_saying_what_went_out(server: EventServer) -> None:
+    # close() after the handler found the stream, before it published: the channel is
+    # closed but still registered, as it is for that moment when a notebook closes it.
+    ch = server.create_channel("closing")
+    ch.close()
+    r = post(server, "/streams/closing", json=[{"data": "a"}, {"data": "b"}])
+    assert r.status_code == 404
+    assert r.json()["error"] == (
+        "stream 'closing' was closed while this request was being published: "
+        "0 of 2 events went out before it closed (ids [])"
+    )
+    with pytest.raises(SSEError, match="HTTP 404: stream 'closing' was closed"):
+        Publisher(server.local_url, server.key, "closing").send("late")
+
+
 def test_mux_skips_closed_streams_while_one_is_known(server: EventServer, raw_sse) -> None:
     ch = server.create_channel("here")
     ch.publish("still served", None)

@@ -37,6 +37,7 @@ import selectors
 import socket
 import sys
 import threading
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Sized
 from itertools import accumulate
@@ -823,6 +824,9 @@ class EventServer:
         self.pid = os.getpid()
         self._stopped = False
         self._committed: set[Channel] = set()  # by _commit, their readers not told yet
+        self._sockets: list[socket.socket] = []  # listening
+        self._http: HTTPServer | None = None
+        _servers.add(self)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -881,6 +885,26 @@ class EventServer:
         for ch in list(self.registry.channels.values()):
             ch.close(f"stream {ch.name!r} {why}")
 
+    def _let_go_after_fork(self, why: str) -> None:
+        """In a forked child: refuse sends, and close this copy of the parent's sockets.
+
+        The child has the descriptors but no thread to serve them. Held open, they would
+        keep the port listening (a connection would wait, not be refused) and keep every
+        reader's connection open after the parent closed it, for as long as the child
+        lives. Only the child's descriptors are closed: the parent's sockets, and its
+        event loop's registrations, are not touched.
+        """
+        self.registry.lock = threading.Lock()  # may have been held by another thread
+        self._close_channels(why)
+        # Tornado's HTTPServer keeps its open connections in _connections (private; read
+        # with a fallback): publishers' kept-alive ones as well as readers'.
+        conns = getattr(self._http, "_connections", ())
+        streams = [getattr(c, "stream", None) for c in list(conns)]
+        for sock in [*self._sockets, *(getattr(st, "socket", None) for st in streams)]:
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
     def _run(self) -> None:
         try:
             if sys.platform == "win32":  # asyncio's default there is the proactor loop
@@ -926,6 +950,7 @@ class EventServer:
             body_timeout=2 * _IDLE_TIMEOUT,
         )
         http.add_sockets(sockets)
+        self._sockets, self._http = sockets, http
         self.port = sockets[0].getsockname()[1]
         if not _is_loopback(self.host):
             log.warning(
@@ -1140,6 +1165,7 @@ def _end_lingering(ch: Channel, subs: list[_Client]) -> None:
 
 _server: EventServer | None = None
 _server_lock = threading.Lock()
+_servers: weakref.WeakSet[EventServer] = weakref.WeakSet()  # every one, for fork
 
 
 def get_server() -> EventServer:
@@ -1157,15 +1183,15 @@ def get_server() -> EventServer:
 
 
 def _forget_after_fork() -> None:
-    # The server thread does not exist in a forked child; its lock may even be held.
+    # No server thread exists in a forked child; the module's lock may even be held.
     global _server, _server_lock
-    if _server is not None:
-        _server.registry.lock = threading.Lock()  # may have been held by another thread
-        _server._close_channels(
-            f"belongs to process {_server.pid}, and this is a forked child (process "
-            f"{os.getpid()}), whose events would be lost: give the worker stream.publisher() "
-            "and call its send()"
-        )
+    for server in list(_servers):
+        if server.pid != os.getpid():
+            server._let_go_after_fork(
+                f"belongs to process {server.pid}, and this is a forked child (process "
+                f"{os.getpid()}), whose events would be lost: give the worker "
+                "stream.publisher() and call its send()"
+            )
     _server = None
     _server_lock = threading.Lock()
 

@@ -1196,6 +1196,36 @@ def test_a_stream_from_before_fork_refuses_to_send_in_the_child() -> None:
     assert send("still fine here") > 0  # the parent's stream is untouched
 
 
+def test_a_forked_child_holds_none_of_the_servers_sockets(server: EventServer, raw_sse) -> None:
+    # A child that outlives the parent's server (a pool worker) must not keep its port
+    # listening or its readers' connections open: with the parent's socket closed, the
+    # reader would wait for an end that never comes, and a new server could not take
+    # the port.
+    ch = server.create_channel("s")
+    reader = raw_sse(server, f"/streams/s?key={server.key}")
+    ch.publish("before", None)
+    assert reader.read_events(1)[0].data == "before"
+    port = server.port
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: wait, holding whatever it inherited, until the parent is done
+        try:
+            os.close(w)
+            os.read(r, 1)
+        finally:
+            os._exit(0)
+    try:
+        server.stop()
+        reader.sock.settimeout(5)
+        while reader.sock.recv(1 << 16):  # to the connection's end (a timeout if it has none)
+            pass
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)
+
+
 def test_a_stopped_server_does_not_start_again_and_its_streams_refuse() -> None:
     server = EventServer().start()
     ch = server.create_channel("s")

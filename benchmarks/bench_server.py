@@ -439,9 +439,10 @@ def fmt(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     q = args.quick
@@ -557,8 +558,10 @@ def main() -> None:
         ),
         ("fan-out vs raw ceiling", ours_r["fanout"] / raw_r["fanout"], 0.5),
     ]
+    missed = False
     print()
     for label, ratio, target in checks:
+        missed |= ratio < target
         print(
             f"{label:<34}{ratio:>8.2f}x   target >= {target}x   "
             f"{'PASS' if ratio >= target else 'MISS'}"
@@ -574,6 +577,8 @@ def main() -> None:
     for label, ratio in references:
         print(f"{label:<34}{ratio:>8.2f}x   (reference, no target)")
     p99_ratio = ours_r["p99_ms"] / raw_r["p99_ms"]
+    missed |= p99_ratio > 2 or ours_r["fanout_lost"] != 0
+    missed |= ours_r["send_us"] > 1 or ours_r["rss_mb"] > 50
     print(
         f"{'latency p99 vs raw ceiling':<34}{p99_ratio:>8.2f}x   target <= 2x    "
         f"{'PASS' if p99_ratio <= 2 else 'MISS'}"
@@ -591,7 +596,8 @@ def main() -> None:
         f"{'RSS growth over sends, MB':<34}{ours_r['rss_mb']:>8.1f}    target <= 50    "
         f"{'PASS' if ours_r['rss_mb'] <= 50 else 'MISS'}"
     )
+    return 1 if missed and args.strict else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
